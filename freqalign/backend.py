@@ -1,0 +1,125 @@
+"""Backend registry and selection (DESIGN section 2).
+
+A backend is a set of three kernels with one contract, whatever the implementation:
+
+- ``transform2d(x, left, right)``: ``left @ x[p] @ right.T`` for every (H, W) plane ``p`` of
+  ``x (..., H, W)``; ``left (H, H)`` and ``right (W, W)`` are in the accumulation dtype
+  (float64 for float64 input, else float32); output contiguous, in ``x.dtype``.
+- ``pool_forward(x, filters, grouped)``: ``x (B, C, H, W)`` pooled against ``filters (K, H, W)``;
+  grouped: channel c uses filter ``c // (C // K)``, output ``(B, C)``; else output ``(B, C, K)``.
+- ``pool_backward(grad, filters, grouped)``: the adjoint, ``(B, C, H, W)`` contiguous in
+  ``grad.dtype``.
+
+Each backend's kernels are differentiable (registered autograd or plain torch ops).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+
+BACKEND_NAMES = ("torch", "cpu", "cuda", "triton")
+ENV_VAR = "FREQALIGN_BACKEND"
+
+
+@dataclass(frozen=True)
+class Kernels:
+    transform2d: Callable
+    pool_forward: Callable
+    pool_backward: Callable
+    devices: tuple  # device types the kernels accept, e.g. ("cpu",) or ("cuda",)
+
+
+_loaders: Dict[str, Callable[[], Kernels]] = {}
+_loaded: Dict[str, Kernels] = {}
+_failures: Dict[str, str] = {}
+_state = threading.local()
+_warned = set()
+
+
+def register_backend(name: str, loader: Callable[[], Kernels]) -> None:
+    """Register a lazy loader; it raises (ImportError, RuntimeError) with a reason when unavailable."""
+    _loaders[name] = loader
+
+
+def load(name: str) -> Optional[Kernels]:
+    """The backend's kernels, or None (with the reason kept for :func:`backends`)."""
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failures:
+        return None
+    try:
+        kernels = _loaders[name]()
+    except Exception as exc:  # noqa: BLE001 - any failure makes the backend unavailable, with its reason
+        _failures[name] = f"{type(exc).__name__}: {exc}"
+        return None
+    _loaded[name] = kernels
+    return kernels
+
+
+def backends() -> Dict[str, str]:
+    """Each backend's status: ``"available"`` or why not (not built, no GPU, import error)."""
+    report = {}
+    for name in BACKEND_NAMES:
+        kernels = load(name)
+        if kernels is None:
+            report[name] = f"unavailable ({_failures.get(name, 'not registered')})"
+        elif "cpu" not in kernels.devices and not torch.cuda.is_available():
+            report[name] = "built, but no CUDA GPU is visible"
+        else:
+            report[name] = "available"
+    return report
+
+
+def _requested() -> str:
+    name = getattr(_state, "override", None) or os.environ.get(ENV_VAR, "auto") or "auto"
+    if name != "auto" and name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r} (from {ENV_VAR} or use_backend); "
+                         f"choose one of {('auto',) + BACKEND_NAMES}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the enclosed ops on backend ``name`` (``auto``, ``torch``, ``cpu``, ``cuda``, ``triton``)."""
+    if name != "auto" and name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {('auto',) + BACKEND_NAMES}")
+    previous = getattr(_state, "override", None)
+    _state.override = name
+    try:
+        yield
+    finally:
+        _state.override = previous
+
+
+def _warn_once(name: str, reason: str) -> None:
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(f"freqalign: backend {name!r} is unavailable ({reason}); "
+                      f"falling back to the pure-PyTorch backend", RuntimeWarning, stacklevel=3)
+
+
+def select(device: torch.device) -> Kernels:
+    """The kernels to run on ``device``: the requested backend, or ``auto``'s choice."""
+    name = _requested()
+    if name == "auto":
+        order = ("triton", "cuda", "torch") if device.type == "cuda" else ("cpu", "torch")
+        for candidate in order:
+            kernels = load(candidate)
+            if kernels is not None and device.type in kernels.devices:
+                return kernels
+        _warn_once(order[0], _failures.get(order[0], "not built for this device"))
+        return load("torch")
+    kernels = load(name)
+    if kernels is None:
+        _warn_once(name, _failures.get(name, "not registered"))
+        return load("torch")
+    if device.type not in kernels.devices:
+        raise ValueError(f"backend {name!r} runs on {'/'.join(kernels.devices)} tensors, "
+                         f"got a tensor on {device}")
+    return kernels
