@@ -1,0 +1,31 @@
+"""Shared fixtures: the backends that can run on CPU tensors here."""
+import os
+
+import pytest
+import torch
+
+import freqalign
+from freqalign import backend
+
+torch.manual_seed(0)
+
+
+def _cpu_backends():
+    names = ["torch"]
+    kernels = backend.load("cpu")
+    if kernels is not None:
+        names.append("cpu")
+    elif os.environ.get("FREQALIGN_REQUIRE_EXT") == "1":
+        raise RuntimeError(f"FREQALIGN_REQUIRE_EXT=1 but the cpu backend is unavailable: "
+                           f"{freqalign.backends()['cpu']}")
+    return names
+
+
+CPU_BACKENDS = _cpu_backends()
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def backend_name(request):
+    """Run the test once per backend that runs on CPU tensors (torch, and cpu when built)."""
+    with freqalign.use_backend(request.param):
+        yield request.param
