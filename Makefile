@@ -1,0 +1,23 @@
+# The two set-up commands of the README: `make demo` (the main job) and `make test`.
+# Both install what they need first; the compiled extension is rebuilt only when csrc/ changes.
+PYTHON ?= python
+PIP := $(PYTHON) -m pip
+EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/* csrc/cuda/*)
+
+.PHONY: install demo test bench-cpu
+install: .build-stamp
+
+.build-stamp: $(EXT_SOURCES) pyproject.toml
+	$(PIP) install "setuptools>=64" wheel ninja torch==2.14.1 torchvision==0.29.1
+	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} MAX_JOBS=$${MAX_JOBS:-2} \
+		$(PIP) install --no-build-isolation -e ".[dev]"
+	touch $@
+
+demo: install
+	freqalign train
+
+test: install
+	FREQALIGN_REQUIRE_EXT=1 $(PYTHON) -m pytest -q
+
+bench-cpu: install
+	$(PYTHON) benchmarks/report_cpu.py --out benchmarks/results
