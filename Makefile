@@ -9,7 +9,7 @@ install: .build-stamp
 
 .build-stamp: $(EXT_SOURCES) pyproject.toml
 	$(PIP) install "setuptools>=64" wheel ninja torch==2.14.1 torchvision==0.29.1
-	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} MAX_JOBS=$${MAX_JOBS:-2} \
+	MAX_JOBS=$${MAX_JOBS:-2} \
 		$(PIP) install --no-build-isolation -e ".[dev]"
 	touch $@
 
