@@ -20,6 +20,9 @@ def _flag(name, default):
 def extension_modules():
     if not _flag("FREQALIGN_BUILD_EXT", "1"):
         return [], {}
+    if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+        # torch's guess from `which nvcc` can land on a wrapper outside the toolkit.
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
