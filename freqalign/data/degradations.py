@@ -1,0 +1,182 @@
+"""Degradations for the embedded dataset (DESIGN section 5).
+
+Images are float32 numpy arrays (h, w, 3) in [0, 1], sRGB. Two families, chosen so that the
+two domains differ in kind, not only in content:
+
+- ``SOURCE_DISTORTIONS``: single, clean, synthetic distortions at five fixed levels, KADID
+  style (``fn(image, level, rng)``, level 0 = mildest .. 4 = strongest), applied in sRGB.
+- ``camera_pipeline``: an in-camera chain of 1-4 degradations with random continuous
+  parameters, applied in linear light: exposure error (gain with highlight clipping),
+  defocus or motion blur, signal-dependent Poisson-Gaussian sensor noise with
+  demosaicking-like spatial correlation, then gamma and JPEG with 4:2:0 chroma subsampling.
+"""
+import io
+from typing import Callable, Dict
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+GAMMA = 2.2
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint8 with rounding."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def jpeg(image: np.ndarray, quality: int, subsampling: int) -> np.ndarray:
+    """JPEG round trip through PIL; ``subsampling`` 0 = 4:4:4, 2 = 4:2:0."""
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buf, format="JPEG", quality=int(quality),
+                                          subsampling=subsampling)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0), mode="reflect")
+
+
+# ---- source: single synthetic distortions, five levels each ------------------------------
+
+def gaussian_blur(image, level, rng):
+    return _blur(image, (0.7, 1.1, 1.6, 2.3, 3.2)[level])
+
+
+def white_noise(image, level, rng):
+    std = (0.02, 0.04, 0.065, 0.10, 0.15)[level]
+    return np.clip(image + rng.normal(0.0, std, image.shape).astype(np.float32), 0.0, 1.0)
+
+
+def jpeg_compression(image, level, rng):
+    return jpeg(image, (45, 28, 16, 9, 4)[level], subsampling=0)
+
+
+def contrast_change(image, level, rng):
+    k = (0.75, 0.58, 0.43, 0.30, 0.18)[level]
+    mean = float((image @ LUMA).mean())
+    return np.clip(mean + k * (image - mean), 0.0, 1.0)
+
+
+def saturation_change(image, level, rng):
+    k = (0.6, 0.42, 0.27, 0.13, 0.0)[level]
+    gray = (image @ LUMA)[..., None]
+    return np.clip(gray + k * (image - gray), 0.0, 1.0)
+
+
+def pixelation(image, level, rng):
+    factor = (2, 3, 4, 6, 8)[level]
+    h, w = image.shape[:2]
+    small = Image.fromarray(to_uint8(image)).resize(
+        (max(1, round(w / factor)), max(1, round(h / factor))), Image.BOX)
+    return np.asarray(small.resize((w, h), Image.NEAREST), dtype=np.float32) / 255.0
+
+
+def color_quantization(image, level, rng):
+    colors = (48, 24, 12, 7, 4)[level]
+    quant = Image.fromarray(to_uint8(image)).quantize(
+        colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    return np.asarray(quant.convert("RGB"), dtype=np.float32) / 255.0
+
+
+SOURCE_DISTORTIONS: Dict[str, Callable] = {
+    "gaussian_blur": gaussian_blur,
+    "white_noise": white_noise,
+    "jpeg": jpeg_compression,
+    "contrast": contrast_change,
+    "saturation": saturation_change,
+    "pixelation": pixelation,
+    "quantization": color_quantization,
+}
+
+
+# ---- target: in-camera pipeline --------------------------------------------------------
+
+CAMERA_STAGES = ("exposure", "blur", "noise", "jpeg")
+
+
+def _disk_kernel(radius: float) -> np.ndarray:
+    r = int(np.ceil(radius))
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    # anti-aliased disk: coverage falls off linearly over one pixel at the rim
+    k = np.clip(radius + 0.5 - np.hypot(x, y), 0.0, 1.0)
+    return (k / k.sum()).astype(np.float32)
+
+
+def _motion_kernel(length: float, angle: float) -> np.ndarray:
+    r = int(np.ceil(length / 2))
+    size = 2 * r + 1
+    k = np.zeros((size, size), dtype=np.float32)
+    for t in np.linspace(-length / 2, length / 2, 4 * size):
+        x, y = r + t * np.cos(angle), r + t * np.sin(angle)
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                            (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
+                k[y0 + dy, x0 + dx] += wgt
+    return k / k.sum()
+
+
+def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return np.stack([ndimage.convolve(image[..., c], kernel, mode="reflect")
+                     for c in range(image.shape[-1])], axis=-1)
+
+
+def sample_camera_params(rng: np.random.Generator) -> dict:
+    """Random pipeline: 1-4 of ``CAMERA_STAGES`` (kept in pipeline order) and their parameters."""
+    k = int(rng.integers(1, len(CAMERA_STAGES) + 1))
+    chosen = sorted(rng.choice(len(CAMERA_STAGES), size=k, replace=False))
+    params = {"stages": tuple(CAMERA_STAGES[i] for i in chosen)}
+    if "exposure" in params["stages"]:
+        ev = rng.uniform(0.5, 1.8) * rng.choice([-1.0, 1.0])
+        params["exposure_ev"] = float(ev)
+    if "blur" in params["stages"]:
+        if rng.random() < 0.5:
+            params["defocus_radius"] = float(rng.uniform(0.8, 3.0))
+        else:
+            params["motion_length"] = float(rng.uniform(3.0, 10.0))
+            params["motion_angle"] = float(rng.uniform(0.0, np.pi))
+    if "noise" in params["stages"]:
+        params["shot"] = float(10 ** rng.uniform(-3.3, -1.9))  # Poisson part: var = shot * x
+        params["read"] = float(10 ** rng.uniform(-5.0, -3.3))  # Gaussian part: var = read
+        params["noise_corr"] = float(rng.uniform(0.3, 0.9))    # demosaic spatial correlation
+    if "jpeg" in params["stages"]:
+        params["jpeg_quality"] = int(rng.integers(12, 80))
+    return params
+
+
+def camera_pipeline(image: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """Apply the stages in ``params`` (from ``sample_camera_params``) in camera order."""
+    linear = np.power(image, GAMMA)
+    if "exposure_ev" in params:
+        linear = linear * np.float32(2.0 ** params["exposure_ev"])
+    if "defocus_radius" in params:
+        linear = _convolve(linear, _disk_kernel(params["defocus_radius"]))
+    elif "motion_length" in params:
+        linear = _convolve(linear, _motion_kernel(params["motion_length"],
+                                                  params["motion_angle"]))
+    if "shot" in params:
+        signal = np.clip(linear, 0.0, 1.0)
+        field = rng.standard_normal(linear.shape).astype(np.float32)
+        corr = params["noise_corr"]
+        smooth = ndimage.gaussian_filter(field, sigma=(corr, corr, 0))
+        field = smooth / max(float(smooth.std()), 1e-6)
+        linear = linear + field * np.sqrt(params["shot"] * signal + params["read"])
+    out = np.power(np.clip(linear, 0.0, 1.0), 1.0 / GAMMA).astype(np.float32)
+    if "jpeg_quality" in params:
+        out = jpeg(out, params["jpeg_quality"], subsampling=2)
+    return out
+
+
+def apply_source(image: np.ndarray, kind: str, level: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """One source distortion ``kind`` at ``level`` (0..4)."""
+    if kind not in SOURCE_DISTORTIONS:
+        raise ValueError(f"unknown distortion {kind!r}; known: {sorted(SOURCE_DISTORTIONS)}")
+    if not 0 <= level <= 4:
+        raise ValueError(f"level must be in 0..4, got {level}")
+    return SOURCE_DISTORTIONS[kind](image, level, rng).astype(np.float32)
+

@@ -1,0 +1,229 @@
+"""The embedded dataset: a synthetic-to-authentic shift from scikit-image's own photos.
+
+Built offline from public-domain photos shipped inside the ``skimage/data`` folder
+(DESIGN section 5). Two domains with disjoint photos:
+
+- ``source``: every pristine crop gets one synthetic distortion type
+  (``degradations.SOURCE_DISTORTIONS``) at all five levels, KADID style;
+- ``target``: every pristine crop goes through a random in-camera pipeline of 1-4
+  degradations (``degradations.camera_pipeline``).
+
+Crops are square windows of 1x to 3x ``size`` taken at random and resized to ``size`` (box
+filter), rejecting near-flat windows. The label of every sample is the colour MS-SSIM of the
+stored (uint8) distorted crop against its pristine crop (``fr_score``), in [0, 1], higher =
+better; target labels are meant for evaluation only. ``groups`` is the photo (scene) id, so
+content-disjoint splits never share a photo. Everything is drawn from ``numpy`` Generators
+seeded by ``seed``, and both domains are cached together in one file.
+"""
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import degradations as D
+from .base import TensorIQADataset
+from .fr_score import ms_ssim_color
+from .registry import register_dataset
+
+VERSION = "v1"
+DEFAULT_SIZE = 64
+DEFAULT_PER_DOMAIN = 3000
+CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
+MIN_CROP_STD = 0.04  # luminance std (0..1) below which a window counts as flat
+LEVELS = 5
+
+# scene name -> files in skimage/data. A scene with two files (the stereo pair) is one group.
+SOURCE_SCENES: Dict[str, Tuple[str, ...]] = {
+    "astronaut": ("astronaut.png",), "coffee": ("coffee.png",), "ihc": ("ihc.png",),
+    "hubble_deep_field": ("hubble_deep_field.jpg",), "camera": ("camera.png",),
+    "brick": ("brick.png",), "grass": ("grass.png",), "coins": ("coins.png",),
+    "page": ("page.png",),
+}
+TARGET_SCENES: Dict[str, Tuple[str, ...]] = {
+    "chelsea": ("chelsea.png",), "motorcycle": ("motorcycle_left.png", "motorcycle_right.png"),
+    "rocket": ("rocket.jpg",), "retina": ("retina.jpg",), "gravel": ("gravel.png",),
+    "moon": ("moon.png",), "text": ("text.png",),
+}
+DOMAINS = ("source", "target")
+
+
+def skimage_data_dir() -> Path:
+    """The ``data`` folder inside the installed scikit-image package."""
+    import skimage
+    return Path(skimage.__file__).resolve().parent / "data"
+
+
+def _load_photo(path: Path) -> np.ndarray:
+    """A photo as float32 (h, w, 3) in [0, 1]; grayscale is replicated, alpha dropped."""
+    if not path.is_file():
+        raise FileNotFoundError(f"embedded dataset photo missing: {path} (is scikit-image "
+                                "installed with its data folder?)")
+    image = Image.open(path)
+    image = image.convert("RGB") if image.mode != "L" else image.convert("L")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    return array
+
+
+def _is_gray(photo: np.ndarray) -> bool:
+    return bool(np.abs(photo - photo[..., :1]).max() < 1e-6)
+
+
+def _random_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random non-flat window of ``size * scale`` pixels, box-resized to ``size``."""
+    h, w = photo.shape[:2]
+    for _ in range(50):
+        side = min(int(round(size * rng.choice(CROP_SCALES))), h, w)
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        window = photo[top:top + side, left:left + side]
+        if float((window @ D.LUMA).std()) >= MIN_CROP_STD:
+            break
+    if side != size:
+        window = np.asarray(Image.fromarray(D.to_uint8(window)).resize((size, size), Image.BOX),
+                            dtype=np.float32) / 255.0
+    return D.to_uint8(window).astype(np.float32) / 255.0
+
+
+def _counts(n_total: int, n_parts: int) -> List[int]:
+    base, extra = divmod(n_total, n_parts)
+    return [base + (i < extra) for i in range(n_parts)]
+
+
+def _generate_source(rng, size, n, bar) -> dict:
+    scenes = list(SOURCE_SCENES)
+    kinds = list(D.SOURCE_DISTORTIONS)
+    ref, dist, groups, kind_ids, levels = [], [], [], [], []
+    for g, crops in enumerate(_counts(max(1, n // LEVELS), len(scenes))):
+        photos = [_load_photo(skimage_data_dir() / f) for f in SOURCE_SCENES[scenes[g]]]
+        for c in range(crops):
+            photo = photos[c % len(photos)]
+            pristine = _random_crop(photo, size, rng)
+            usable = [k for k in kinds if not (k == "saturation" and _is_gray(photo))]
+            kind = usable[int(rng.integers(len(usable)))]
+            for level in range(LEVELS):
+                dist.append(D.to_uint8(D.apply_source(pristine, kind, level, rng)))
+                ref.append(D.to_uint8(pristine))
+                groups.append(g)
+                kind_ids.append(kinds.index(kind))
+                levels.append(level)
+            bar.update(LEVELS)
+    return dict(ref=ref, dist=dist, groups=groups, kind=kind_ids, level=levels,
+                kind_names=kinds, scene_names=scenes)
+
+
+def _generate_target(rng, size, n, bar) -> dict:
+    scenes = list(TARGET_SCENES)
+    offset = len(SOURCE_SCENES)  # group ids stay unique across the two domains
+    ref, dist, groups, stages, params = [], [], [], [], []
+    for g, crops in enumerate(_counts(n, len(scenes))):
+        photos = [_load_photo(skimage_data_dir() / f) for f in TARGET_SCENES[scenes[g]]]
+        for c in range(crops):
+            pristine = _random_crop(photos[c % len(photos)], size, rng)
+            p = D.sample_camera_params(rng)
+            dist.append(D.to_uint8(D.camera_pipeline(pristine, p, rng)))
+            ref.append(D.to_uint8(pristine))
+            groups.append(offset + g)
+            stages.append("+".join(p["stages"]))
+            params.append(p)
+            bar.update(1)
+    return dict(ref=ref, dist=dist, groups=groups, stages=stages, params=params,
+                scene_names=scenes)
+
+
+def _finish(raw: dict, batch: int = 256) -> dict:
+    """Stack to (N, 3, h, w) uint8 tensors and compute the FR labels."""
+    ref = torch.from_numpy(np.stack(raw.pop("ref"))).permute(0, 3, 1, 2).contiguous()
+    dist = torch.from_numpy(np.stack(raw.pop("dist"))).permute(0, 3, 1, 2).contiguous()
+    scores = torch.cat([ms_ssim_color(ref[i:i + batch], dist[i:i + batch])
+                        for i in range(0, len(ref), batch)])
+    raw.update(images=dist, scores=scores.numpy(), groups=np.asarray(raw["groups"]))
+    return raw
+
+
+def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
+                      n_per_domain: int = DEFAULT_PER_DOMAIN, progress: bool = True) -> dict:
+    """Generate both domains: ``{"source": {...}, "target": {...}, "meta": {...}}``.
+
+    Each domain holds ``images`` (N, 3, size, size) uint8, ``scores`` float64 in [0, 1],
+    ``groups`` (photo ids) and per-sample metadata (source: ``kind``, ``level``; target:
+    ``stages``, ``params``). ``n_per_domain`` is approximate for the source (a multiple of
+    the five levels).
+    """
+    if int(size) < 16:
+        raise ValueError(f"size must be at least 16, got {size}")
+    if int(n_per_domain) < LEVELS * len(SOURCE_SCENES):
+        raise ValueError(f"n_per_domain must be at least {LEVELS * len(SOURCE_SCENES)} (one "
+                         f"crop per source photo at {LEVELS} levels), got {n_per_domain}")
+    src_n = (n_per_domain // LEVELS) * LEVELS
+    with tqdm(total=src_n + n_per_domain, desc="embedded dataset", disable=not progress,
+              unit="img") as bar:
+        source = _generate_source(np.random.default_rng([seed, 0]), size, n_per_domain, bar)
+        target = _generate_target(np.random.default_rng([seed, 1]), size, n_per_domain, bar)
+        out = {"source": _finish(source), "target": _finish(target)}
+    out["meta"] = {"version": VERSION, "seed": seed, "size": size,
+                   "n_per_domain": n_per_domain}
+    return out
+
+
+def cache_path(cache_dir=None, *, seed: int = 0, size: int = DEFAULT_SIZE,
+               n_per_domain: int = DEFAULT_PER_DOMAIN) -> Path:
+    """``<cache_dir>/embedded-<version>-<seed>-<size>[-n<N>].pt``; default dir
+    ``$FREQALIGN_CACHE`` or ``~/.cache/freqalign``."""
+    root = Path(cache_dir or os.environ.get("FREQALIGN_CACHE")
+                or Path.home() / ".cache" / "freqalign").expanduser()
+    suffix = "" if n_per_domain == DEFAULT_PER_DOMAIN else f"-n{n_per_domain}"
+    return root / f"embedded-{VERSION}-{seed}-{size}{suffix}.pt"
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_embedded(domain: str, *, cache_dir=None, seed: int = 0, size: int = DEFAULT_SIZE,
+                  n_per_domain: int = DEFAULT_PER_DOMAIN, progress: bool = True,
+                  transform=None) -> TensorIQADataset:
+    """The ``domain`` ("source" or "target") of the embedded dataset, generated on first use
+    and cached (see ``cache_path``). Metadata is on ``dataset.meta``."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
+    path = cache_path(cache_dir, seed=seed, size=size, n_per_domain=n_per_domain)
+    data = None
+    if path.is_file():
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        if data.get("meta", {}).get("version") != VERSION:
+            data = None
+    if data is None:
+        data = generate_embedded(seed=seed, size=size, n_per_domain=n_per_domain,
+                                 progress=progress)
+        _atomic_save(data, path)
+    part = data[domain]
+    ds = TensorIQADataset(part["images"], part["scores"], part["groups"],
+                          name=f"embedded-{domain}", transform=transform)
+    ds.meta = {k: v for k, v in part.items() if k not in ("images", "scores", "groups")}
+    ds.cache_file = str(path)
+    return ds
+
+
+def _loader(domain: str):
+    def load(root: Optional[str], *, image_size=None, cache_dir=None, seed=0, skip_bad=False):
+        return load_embedded(domain, cache_dir=root or cache_dir, seed=seed,
+                             size=image_size or DEFAULT_SIZE)
+    return load
+
+
+register_dataset("embedded-source")(_loader("source"))
+register_dataset("embedded-target")(_loader("target"))

@@ -1,0 +1,158 @@
+"""Datasets of image files on disk, read lazily with PIL (DESIGN section 5).
+
+``ImageFileDataset`` holds paths, normalised scores and groups; an image is decoded only when
+it is indexed. Missing files are found when the dataset is built (one ``stat`` per file);
+unreadable files are found either then (``skip_bad=True``: every image is decoded once, with
+a progress bar, and the bad ones are dropped with a warning) or when first read (otherwise:
+one error naming the file, the dataset's expected layout and the ``--skip-bad`` option).
+"""
+import os
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .base import IQADataset, center_crop, check_labels
+
+IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".gif", ".ppm")
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A dataset root, label file or image is missing, or a label file has the wrong form."""
+
+
+class BadImageError(OSError):
+    """An image file exists but cannot be decoded."""
+
+
+def layout_message(name: str, problem: str, layout: str) -> str:
+    """``problem`` followed by the layout that dataset ``name`` expects."""
+    return f"{name}: {problem}\nexpected layout:\n{layout.rstrip()}"
+
+
+def read_rgb(path: str) -> Image.Image:
+    """Decode ``path`` to an RGB PIL image (raises whatever PIL raises on bad files)."""
+    with Image.open(path) as img:
+        img.load()
+        return img.convert("RGB")
+
+
+def _decodes(path: str) -> bool:
+    """True when ``path`` decodes fully; JPEGs are decoded at 1/8 scale to save time."""
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+        return True
+    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return False
+
+
+def resize_shorter(img: Image.Image, side: int) -> Image.Image:
+    """Resize (bicubic, antialiased) so that the shorter side is ``side`` pixels."""
+    w, h = img.size
+    scale = side / min(w, h)
+    size = (max(side, round(w * scale)), max(side, round(h * scale)))
+    return img if size == (w, h) else img.resize(size, Image.BICUBIC)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float32 tensor (3, h, w) in [0, 1]."""
+    array = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
+class ImageFileDataset(IQADataset):
+    """Images read lazily from ``paths`` with normalised ``scores`` and ``groups``.
+
+    ``resize`` (shorter side, pixels) is applied first when given; with ``image_size`` the
+    image is then enlarged if its shorter side is below ``image_size`` and the transform is a
+    ``center_crop(image_size)`` (replace ``transform`` with ``random_crop`` for training).
+    ``layout`` is the short text shown in every error. Extra per-row metadata can be kept in
+    ``info`` (a dict of (N,) arrays), and a dataset's own split in ``official_split``
+    (split name -> row indices), both filtered together with the rows by ``skip_bad``.
+    """
+
+    def __init__(self, name: str, paths: Sequence[str], scores, groups, *, layout: str,
+                 image_size: Optional[int] = None, resize: Optional[int] = None,
+                 skip_bad: bool = False, info: Optional[dict] = None,
+                 official_split: Optional[dict] = None):
+        self.name = name
+        self.layout = layout
+        paths = [os.fspath(p) for p in paths]
+        scores, groups = check_labels(scores, groups, len(paths))
+        if image_size is not None and int(image_size) <= 0:
+            raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+        if resize is not None and int(resize) <= 0:
+            raise ValueError(f"resize must be a positive int or None, got {resize!r}")
+        if not paths:
+            raise DatasetLayoutError(layout_message(name, "the label file lists no images",
+                                                    layout))
+        keep = self._check_files(paths, skip_bad)
+        self.paths = [paths[i] for i in keep]
+        self.scores, self.groups = scores[keep], groups[keep]
+        self.info = {k: np.asarray(v)[keep] for k, v in (info or {}).items()}
+        self.official_split = None
+        if official_split is not None:
+            new_index = np.full(len(paths), -1, dtype=np.int64)
+            new_index[keep] = np.arange(len(keep))
+            self.official_split = {k: new_index[np.asarray(v, dtype=np.int64)]
+                                   for k, v in official_split.items()}
+            self.official_split = {k: v[v >= 0] for k, v in self.official_split.items()}
+        self.image_size = None if image_size is None else int(image_size)
+        self.resize = None if resize is None else int(resize)
+        self.transform = None if image_size is None else center_crop(self.image_size)
+
+    def _check_files(self, paths, skip_bad: bool) -> np.ndarray:
+        missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+        if missing and not skip_bad:
+            shown = ", ".join(paths[i] for i in missing[:3])
+            more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+            raise DatasetLayoutError(layout_message(
+                self.name, f"{len(missing)} of {len(paths)} images not found: {shown}{more}",
+                self.layout))
+        bad = []
+        if skip_bad:
+            missing_set = set(missing)
+            todo = [i for i in range(len(paths)) if i not in missing_set]
+            for i in tqdm(todo, desc=f"{self.name}: checking images", unit="img",
+                          disable=len(todo) < 200, leave=False):
+                if not _decodes(paths[i]):
+                    bad.append(i)
+        dropped = sorted(set(missing) | set(bad))
+        if dropped:
+            shown = ", ".join(os.path.basename(paths[i]) for i in dropped[:3])
+            warnings.warn(f"{self.name}: skipped {len(dropped)} of {len(paths)} images "
+                          f"({len(missing)} missing, {len(bad)} unreadable), e.g. {shown}",
+                          RuntimeWarning, stacklevel=3)
+        if len(dropped) == len(paths):
+            raise DatasetLayoutError(layout_message(
+                self.name, f"none of the {len(paths)} images could be read", self.layout))
+        self.skipped = len(dropped)
+        return np.setdiff1d(np.arange(len(paths)), np.asarray(dropped, dtype=np.int64))
+
+    def load_image(self, index: int) -> torch.Tensor:
+        path = self.paths[index]
+        try:
+            img = read_rgb(path)
+        except FileNotFoundError as err:
+            raise DatasetLayoutError(layout_message(
+                self.name, f"image not found: {path}", self.layout)) from err
+        except Exception as err:  # noqa: BLE001 - PIL raises many types on corrupt data
+            raise BadImageError(
+                f"{self.name}: cannot read image {path} ({type(err).__name__}: {err}); "
+                "pass skip_bad=True (--skip-bad) to skip unreadable images\n"
+                f"expected layout:\n{self.layout.rstrip()}") from err
+        if self.resize is not None:
+            img = resize_shorter(img, self.resize)
+        if self.image_size is not None and min(img.size) < self.image_size:
+            img = resize_shorter(img, self.image_size)
+        return pil_to_tensor(img)
+
+
+__all__ = ["ImageFileDataset", "DatasetLayoutError", "BadImageError", "IMAGE_EXTENSIONS",
+           "layout_message", "read_rgb", "resize_shorter", "pil_to_tensor"]
