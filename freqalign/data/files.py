@@ -69,16 +69,17 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 class ImageFileDataset(IQADataset):
     """Images read lazily from ``paths`` with normalised ``scores`` and ``groups``.
 
-    ``resize`` (shorter side, pixels) is applied first when given; with ``image_size`` the
-    image is then enlarged if its shorter side is below ``image_size`` and the transform is a
-    ``center_crop(image_size)`` (replace ``transform`` with ``random_crop`` for training).
+    ``max_short_side`` (pixels), when given, shrinks larger images so that their shorter side
+    is that long (SPAQ's phone photos); with ``image_size`` an image whose shorter side is
+    below ``image_size`` is enlarged to it, and the transform is ``center_crop(image_size)``
+    (set ``transform`` to ``random_crop(image_size)`` for training).
     ``layout`` is the short text shown in every error. Extra per-row metadata can be kept in
     ``info`` (a dict of (N,) arrays), and a dataset's own split in ``official_split``
     (split name -> row indices), both filtered together with the rows by ``skip_bad``.
     """
 
     def __init__(self, name: str, paths: Sequence[str], scores, groups, *, layout: str,
-                 image_size: Optional[int] = None, resize: Optional[int] = None,
+                 image_size: Optional[int] = None, max_short_side: Optional[int] = None,
                  skip_bad: bool = False, info: Optional[dict] = None,
                  official_split: Optional[dict] = None):
         self.name = name
@@ -87,8 +88,9 @@ class ImageFileDataset(IQADataset):
         scores, groups = check_labels(scores, groups, len(paths))
         if image_size is not None and int(image_size) <= 0:
             raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
-        if resize is not None and int(resize) <= 0:
-            raise ValueError(f"resize must be a positive int or None, got {resize!r}")
+        if max_short_side is not None and int(max_short_side) <= 0:
+            raise ValueError(f"max_short_side must be a positive int or None, got "
+                             f"{max_short_side!r}")
         if not paths:
             raise DatasetLayoutError(layout_message(name, "the label file lists no images",
                                                     layout))
@@ -104,7 +106,7 @@ class ImageFileDataset(IQADataset):
                                    for k, v in official_split.items()}
             self.official_split = {k: v[v >= 0] for k, v in self.official_split.items()}
         self.image_size = None if image_size is None else int(image_size)
-        self.resize = None if resize is None else int(resize)
+        self.max_short_side = None if max_short_side is None else int(max_short_side)
         self.transform = None if image_size is None else center_crop(self.image_size)
 
     def _check_files(self, paths, skip_bad: bool) -> np.ndarray:
@@ -147,8 +149,8 @@ class ImageFileDataset(IQADataset):
                 f"{self.name}: cannot read image {path} ({type(err).__name__}: {err}); "
                 "pass skip_bad=True (--skip-bad) to skip unreadable images\n"
                 f"expected layout:\n{self.layout.rstrip()}") from err
-        if self.resize is not None:
-            img = resize_shorter(img, self.resize)
+        if self.max_short_side is not None and min(img.size) > self.max_short_side:
+            img = resize_shorter(img, self.max_short_side)
         if self.image_size is not None and min(img.size) < self.image_size:
             img = resize_shorter(img, self.image_size)
         return pil_to_tensor(img)

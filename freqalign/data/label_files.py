@@ -11,7 +11,7 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
-from .files import DatasetLayoutError, layout_message
+from .files import IMAGE_EXTENSIONS, DatasetLayoutError, layout_message
 
 
 def require_root(name: str, root, layout: str) -> Path:
@@ -166,36 +166,43 @@ class FolderIndex:
     """Case-insensitive lookup of file names in a folder (optionally its subfolders too).
 
     Some releases list names in a different case than the files on disk (TID2013's
-    ``I01_11_1.BMP`` next to ``i01_01_1.bmp``); an exact match is preferred.
+    ``I01_11_1.BMP`` next to ``i01_01_1.bmp``), or without the extension (pyiqa's LIVE
+    ``jp2k/img2``); an exact match is preferred.
     """
 
     def __init__(self, folder: Path, recursive: bool = False):
         self.folder = Path(folder)
-        self._by_lower: Dict[str, str] = {}
-        self._by_stem: Dict[str, str] = {}
-        walker = os.walk(self.folder) if recursive else [(str(self.folder), [], os.listdir(
-            self.folder))]
+        self._by_rel: Dict[str, str] = {}
+        self._by_base: Dict[str, str] = {}
+        if recursive:
+            walker = os.walk(self.folder)
+        else:
+            walker = [(str(self.folder), [], [f for f in os.listdir(self.folder)
+                                              if os.path.isfile(self.folder / f)])]
         for dirpath, _, files in walker:
             for f in sorted(files):
                 full = os.path.join(dirpath, f)
-                rel = os.path.relpath(full, self.folder)
-                self._by_lower.setdefault(rel.lower().replace(os.sep, "/"), full)
-                self._by_lower.setdefault(f.lower(), full)
-                self._by_stem.setdefault(os.path.splitext(f)[0].lower(), full)
+                rel = os.path.relpath(full, self.folder).replace(os.sep, "/").lower()
+                self._by_rel.setdefault(rel, full)
+                self._by_base.setdefault(f.lower(), full)
 
-    def find(self, name: str, allow_stem: bool = False) -> str:
-        """The path for ``name`` (exact, then case-insensitive, then by stem if allowed);
-        the exact path (which does not exist) when nothing matches, so the caller's existence
-        check reports it."""
+    def find(self, name: str) -> str:
+        """The path of ``name`` (relative to the folder): exact, else ignoring case, else with
+        an image extension added when ``name`` has none, else (for a bare file name) found in
+        any subfolder. When nothing matches, the exact path, which the caller's existence
+        check then reports as missing."""
         exact = self.folder / name
         if exact.is_file():
             return str(exact)
         key = name.replace("\\", "/").lower()
-        hit = self._by_lower.get(key)
-        if hit is None and allow_stem:
-            hit = self._by_stem.get(os.path.splitext(os.path.basename(key))[0]) \
-                or self._by_stem.get(os.path.basename(key))
-        return hit if hit is not None else str(exact)
+        candidates = [key]
+        if os.path.splitext(key)[1] not in IMAGE_EXTENSIONS:
+            candidates += [key + ext for ext in IMAGE_EXTENSIONS]
+        for k in candidates:
+            hit = self._by_rel.get(k) or ("/" not in k and self._by_base.get(k))
+            if hit:
+                return hit
+        return str(exact)
 
 
 def parse_options(text: Optional[str], allowed: Iterable[str]) -> Dict[str, str]:

@@ -59,4 +59,7 @@ def open_dataset(spec: str, *, image_size: Optional[int] = None, cache_dir=None,
 # Modules whose import registers loaders (relative to freqalign.data). Add new ones here.
 LOADER_MODULES = [
     ".embedded",
+    ".synthetic_sets",
+    ".authentic_sets",
+    ".csv_sets",
 ]

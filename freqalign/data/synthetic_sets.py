@@ -119,7 +119,7 @@ def open_csiq(root, *, image_size=None, cache_dir=None, seed=0, skip_bad=False):
     images = FolderIndex(folder, recursive=True)
     dmos = to_float(name, label_path, layout, values, "DMOS")
     groups = [Path(n).name.split(".")[0].lower() for n in names]
-    return ImageFileDataset(name, [images.find(Path(n).name, allow_stem=True) for n in names],
+    return ImageFileDataset(name, [images.find(Path(n).name) for n in names],
                             normalise(dmos, 0.0, 1.0, higher_is_better=False), groups,
                             layout=layout, image_size=image_size, skip_bad=skip_bad)
 

@@ -1,0 +1,127 @@
+"""Score image files with a trained model: files and folders of any size, batched, with a
+progress bar (the engine of ``freqalign score``).
+
+Images are read with the same code as the datasets (RGB, float32 in [0, 1]); the model must
+map a (B, 3, h, w) batch to B scores ((B,) or (B, 1)), higher = better.
+"""
+import os
+import warnings
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .base import center_crop
+from .files import IMAGE_EXTENSIONS, BadImageError, pil_to_tensor, read_rgb, resize_shorter
+
+PathLike = Union[str, os.PathLike]
+
+
+def expand_paths(paths: Iterable[PathLike]) -> List[str]:
+    """Files as given, folders expanded (recursively, sorted) to their image files."""
+    out: List[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            found = []
+            for dirpath, dirnames, files in os.walk(p):
+                dirnames.sort()
+                found += [os.path.join(dirpath, f) for f in sorted(files)
+                          if f.lower().endswith(IMAGE_EXTENSIONS)]
+            if not found:
+                warnings.warn(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {p}",
+                              RuntimeWarning, stacklevel=2)
+            out += found
+        elif os.path.isfile(p):
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such image file or folder: {p}")
+    return out
+
+
+class _ImageList(Dataset):
+    """Decoded images (or ``None`` for unreadable ones when ``skip_bad``) with their index."""
+
+    def __init__(self, paths: Sequence[str], image_size: Optional[int], skip_bad: bool):
+        self.paths, self.image_size, self.skip_bad = list(paths), image_size, skip_bad
+        self.crop = None if image_size is None else center_crop(image_size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        path = self.paths[index]
+        try:
+            img = read_rgb(path)
+        except Exception as err:  # noqa: BLE001 - PIL raises many types on corrupt data
+            if self.skip_bad:
+                return index, None
+            raise BadImageError(f"cannot read image {path} ({type(err).__name__}: {err}); "
+                                "pass skip_bad=True (--skip-bad) to skip it") from err
+        if self.image_size is not None and min(img.size) < self.image_size:
+            img = resize_shorter(img, self.image_size)
+        image = pil_to_tensor(img)
+        return index, (image if self.crop is None else self.crop(image))
+
+
+def _collate(items):
+    return items
+
+
+@torch.no_grad()
+def score_images(model: torch.nn.Module, paths: Iterable[PathLike], *, batch_size: int = 32,
+                 device: Union[str, torch.device] = "cpu", image_size: Optional[int] = 224,
+                 num_workers: int = 0, skip_bad: bool = False,
+                 progress: bool = True) -> List[Tuple[str, float]]:
+    """Score the images ``paths`` (files, or folders expanded recursively) with ``model``.
+
+    Each image is read as RGB in [0, 1]; with ``image_size`` its central ``image_size`` square
+    is scored (images smaller than that are enlarged first), with ``image_size=None`` the
+    whole image (images of equal size share a forward pass). Returns ``[(path, score), ...]``
+    in input order; unreadable images raise ``BadImageError`` unless ``skip_bad``, which
+    leaves them out and warns with their count. The model is put in eval mode and moved to
+    ``device``.
+    """
+    if int(batch_size) <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if image_size is not None and int(image_size) <= 0:
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+    files = expand_paths(paths)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    loader = DataLoader(_ImageList(files, image_size, skip_bad), batch_size=int(batch_size),
+                        shuffle=False, num_workers=int(num_workers), collate_fn=_collate,
+                        pin_memory=device.type == "cuda")
+    scores = {}
+    skipped = []
+    with tqdm(total=len(files), desc="scoring", unit="img", disable=not progress) as bar:
+        for items in loader:
+            good = [(i, img) for i, img in items if img is not None]
+            skipped += [i for i, img in items if img is None]
+            by_shape = {}
+            for i, img in good:
+                by_shape.setdefault(tuple(img.shape), []).append((i, img))
+            for group in by_shape.values():
+                batch = torch.stack([img for _, img in group]).to(device, non_blocking=True)
+                out = _as_scores(model(batch), len(group))
+                scores.update({i: float(s) for (i, _), s in zip(group, out.tolist())})
+            bar.update(len(items))
+    if skipped:
+        shown = ", ".join(files[i] for i in skipped[:3])
+        warnings.warn(f"skipped {len(skipped)} of {len(files)} unreadable images, e.g. {shown}",
+                      RuntimeWarning, stacklevel=2)
+    return [(files[i], scores[i]) for i in range(len(files)) if i in scores]
+
+
+def _as_scores(out, n: int) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model must return a tensor of {n} scores, got {type(out).__name__}")
+    out = out.detach().float().cpu()
+    if out.shape not in ((n,), (n, 1)):
+        raise ValueError(f"the model must return {n} scores of shape ({n},) or ({n}, 1), got "
+                         f"{tuple(out.shape)}")
+    return out.reshape(n)
+
+
+__all__ = ["score_images", "expand_paths"]
