@@ -1,0 +1,120 @@
+"""Every Triton kernel, forward and backward, under the Triton interpreter on CPU fp32 tensors.
+
+``TRITON_INTERPRET=1`` only takes effect if it is set before triton is first imported, and
+it must not leak into other test modules (on a GPU machine they run the compiled kernels).
+So the ordinary pytest run collects one test here, ``test_interpreter_run``, which runs this
+same file in a fresh ``python -m pytest`` subprocess with ``TRITON_INTERPRET=1``; inside that
+subprocess the kernel tests below run and the runner skips itself. Running
+``TRITON_INTERPRET=1 pytest tests/test_triton.py`` directly gives the per-test report.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import freqalign
+from kernel_checks import check_dct_roundtrip, check_nan_propagates, check_pool
+
+IN_INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+interpreted = pytest.mark.skipif(not IN_INTERPRETER,
+                                 reason="runs in the TRITON_INTERPRET=1 subprocess of test_interpreter_run")
+pytestmark = pytest.mark.triton
+
+SIZES = [(1, 1), (3, 5), (7, 7), (8, 8), (13, 9), (14, 14), (33, 20), (1, 40)]
+
+
+@pytest.mark.skipif(IN_INTERPRETER, reason="this process is the interpreter run")
+def test_interpreter_run():
+    pytest.importorskip("triton", reason="triton is not installed")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-x",
+                           "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, f"interpreter run failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+    assert " passed" in proc.stdout and " failed" not in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.fixture
+def triton_backend():
+    status = freqalign.backends()["triton"]
+    assert status == "available", f"triton backend: {status}"
+    with freqalign.use_backend("triton"):
+        yield
+
+
+@interpreted
+def test_backend_accepts_cpu_tensors_in_interpreter():
+    from freqalign import backend
+
+    assert backend.load("triton").devices == ("cpu", "cuda")
+
+
+@interpreted
+@pytest.mark.parametrize("size", SIZES)
+def test_dct2d_idct2d(triton_backend, size):
+    check_dct_roundtrip((2, 3, *size), torch.float32, "cpu")
+
+
+@interpreted
+@pytest.mark.parametrize("layout", ["channels_last", "transposed"])
+def test_dct2d_strided_input(triton_backend, layout):
+    check_dct_roundtrip((2, 3, 7, 7), torch.float32, "cpu", layout)
+    check_dct_roundtrip((2, 3, 13, 9), torch.float32, "cpu", layout)
+
+
+@interpreted
+@pytest.mark.parametrize("shape", [(6, 5), (4, 12, 12), (2, 2, 3, 5, 6)])
+def test_dct2d_any_rank(triton_backend, shape):
+    check_dct_roundtrip(shape, torch.float32, "cpu")
+
+
+@interpreted
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("grouped", [True, False])
+def test_freq_pool(triton_backend, size, grouped):
+    check_pool((2, 12, *size), 3, grouped, "ortho", torch.float32, "cpu")
+
+
+@interpreted
+@pytest.mark.parametrize("layout", ["channels_last", "transposed"])
+@pytest.mark.parametrize("grouped", [True, False])
+def test_freq_pool_strided_input(triton_backend, layout, grouped):
+    check_pool((2, 12, 7, 7), 4, grouped, "mean", torch.float32, "cpu", layout)
+    check_pool((3, 20, 14, 14), 2, grouped, "ortho", torch.float32, "cpu", layout)
+
+
+@interpreted
+@pytest.mark.parametrize("grouped", [True, False])
+def test_freq_pool_many_frequencies_and_split_reduction(triton_backend, grouped):
+    # K=80 > 64 exercises several K blocks; one image with few channels and a 40x40 map makes
+    # the forward split H*W over programs and add the partial sums
+    check_pool((2, 80, 9, 9), 80, grouped, "ortho", torch.float32, "cpu")
+    check_pool((1, 4, 40, 40), 2, grouped, "mean", torch.float32, "cpu")
+
+
+@interpreted
+def test_nan_propagates(triton_backend):
+    check_nan_propagates(torch.float32, "cpu")
+
+
+@interpreted
+def test_float64_is_routed_to_the_reference(triton_backend):
+    check_dct_roundtrip((2, 3, 7, 7), torch.float64, "cpu")
+    check_pool((2, 6, 7, 7), 3, True, "ortho", torch.float64, "cpu")
+
+
+@interpreted
+def test_second_order_gradient(triton_backend):
+    x = torch.randn(2, 4, 7, 7, requires_grad=True)
+    out = freqalign.freq_pool(x, [(0, 0), (1, 2)], grouped=False)
+    (grad,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    (grad2,) = torch.autograd.grad(grad.sum(), x)
+    with freqalign.use_backend("torch"):
+        xr = x.detach().double().requires_grad_(True)
+        outr = freqalign.freq_pool(xr, [(0, 0), (1, 2)], grouped=False)
+        (gr,) = torch.autograd.grad(outr.square().sum(), xr, create_graph=True)
+        (gr2,) = torch.autograd.grad(gr.sum(), xr)
+    torch.testing.assert_close(grad2.double(), gr2, rtol=1e-5, atol=1e-5)
