@@ -301,7 +301,8 @@ def test_bid_xlsx(tmp_path):
 # ---------------------------------------------------------------- tables
 def test_pyiqa_known_files(tmp_path):
     make_kadid(tmp_path / "kadid")
-    rows = list(csv.DictReader(open(tmp_path / "kadid" / "dmos.csv")))
+    with open(tmp_path / "kadid" / "dmos.csv") as f:
+        rows = list(csv.DictReader(f))
     write_csv(tmp_path / "kadid" / "meta_info_KADID10kDataset.csv",
               ["ref_name", "dist_name", "dmos", "std"],
               [(r["ref_img"], r["dist_img"], r["dmos"], 0.5) for r in rows])
