@@ -54,6 +54,16 @@ TARGETS = (
 )
 
 
+def _shape(text: str) -> tuple:
+    try:
+        shape = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"--shapes takes BxCxHxW with positive sizes, got {text!r}")
+    return shape
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter samples (~1 min)")
@@ -63,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--sample-ms", type=float, help="target length of one timed sample; default 40, quick 10")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--ops", nargs="+", choices=sorted(P.OPS), default=list(P.OPS))
+    parser.add_argument("--shapes", nargs="+", type=_shape, default=list(P.SHAPES),
+                        help="input shapes as BxCxHxW (default: the four of issue #2)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (5 if args.quick else 21)
@@ -106,13 +118,10 @@ def measure(fns: dict, rounds: int, sample_s: float, rng: random.Random) -> dict
     return {name: summarize(samples[name], calls[name]) for name in fns}
 
 
-def median(values) -> float:
-    return _quantile(sorted(values), 0.5)
-
-
-def paired_ratio(a: dict, b: dict) -> float:
-    """Median over rounds of a's time / b's time in the same round: robust to slow load changes."""
-    return median([x / y for x, y in zip(a["samples_ms"], b["samples_ms"])])
+def paired_ratio(a: dict, b: dict) -> tuple:
+    """(median, q1, q3) over rounds of a's time / b's time in the same round: robust to slow load changes."""
+    ratios = sorted(x / y for x, y in zip(a["samples_ms"], b["samples_ms"]))
+    return _quantile(ratios, 0.5), _quantile(ratios, 0.25), _quantile(ratios, 0.75)
 
 
 def _quantile(sorted_values, q: float) -> float:
@@ -159,12 +168,13 @@ def run_case(op: P.Op, case: P.Case, args, rng) -> dict:
     best_plain = min(plain, key=plain.get) if plain else None
     result = {"providers": {}, "unavailable": unavailable, "best_plain": best_plain}
     for name, s in stats.items():
-        entry = dict(s, vs_floor=paired_ratio(s, floor), spread_pct=100 * (s["q3_ms"] - s["q1_ms"]) / s["median_ms"])
+        entry = dict(s, spread_pct=100 * (s["q3_ms"] - s["q1_ms"]) / s["median_ms"])
+        entry["vs_floor"], *entry["vs_floor_iqr"] = paired_ratio(s, floor)
         if name in errors:
             entry["max_rel_error"] = errors[name]
             entry["wrong"] = errors[name] > WRONG_TOLERANCE
         if "fa_cpu" in stats:
-            entry["fa_cpu_speedup"] = paired_ratio(s, stats["fa_cpu"])
+            entry["fa_cpu_speedup"], *entry["fa_cpu_speedup_iqr"] = paired_ratio(s, stats["fa_cpu"])
         result["providers"][name] = entry
     return result
 
@@ -195,13 +205,15 @@ def check_targets(results: dict) -> list:
                 missing = "fa_cpu" if fa is None else peer
                 row.update(status="N/A", value=None, note=f"{missing} not measured (see below)")
             elif test == "vs_floor":
-                value = fa["vs_floor"]
-                row.update(value=value, status="PASS" if value <= limit else "MISS",
+                value, spread = fa["vs_floor"], fa["vs_floor_iqr"]
+                row.update(value=value, iqr=spread, status="PASS" if value <= limit else "MISS",
                            margin=limit / value, peer=None)
             else:
-                value = res["providers"][peer]["fa_cpu_speedup"]
-                row.update(value=value, status="PASS" if value >= limit else "MISS",
+                value, spread = (res["providers"][peer][k] for k in ("fa_cpu_speedup", "fa_cpu_speedup_iqr"))
+                row.update(value=value, iqr=spread, status="PASS" if value >= limit else "MISS",
                            margin=value / limit, peer=peer)
+            if "iqr" in row:  # the limit inside the ratio's interquartile range: the verdict is noise-bound
+                row["within_noise"] = row["iqr"][0] <= limit <= row["iqr"][1]
             rows.append(row)
     return rows
 
@@ -251,7 +263,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     info["sgemm_gflops"] = sgemm_gflops()
     results = {name: {} for name in args.ops}
-    jobs = [(shape, name) for shape in P.SHAPES for name in args.ops]
+    jobs = [(shape, name) for shape in args.shapes for name in args.ops]
     with tqdm(jobs, desc="cpu benchmarks", unit="case") as bar:
         for shape, name in bar:
             bar.set_postfix_str(f"{name} {report_text.shape_key(shape)}")

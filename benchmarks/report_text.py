@@ -85,16 +85,18 @@ def target_table(targets: list) -> str:
             lines.append(f"| {t['target']} | {t['source']} | {t['shape']} | - | {t['limit']:g}x | N/A | "
                          f"{t['note']} |")
             continue
+        spread = f" (IQR {t['iqr'][0]:.2f}-{t['iqr'][1]:.2f})"
         if t["test"] == "vs_floor":
             margin = (f"{100 * (t['margin'] - 1):.0f}% headroom" if t["status"] == "PASS"
                       else f"{100 * (1 / t['margin'] - 1):.0f}% over the limit")
-            measured = f"{t['value']:.2f}x floor"
+            measured = f"{t['value']:.2f}x floor{spread}"
         else:
             margin = (f"{100 * (t['margin'] - 1):.0f}% above" if t["status"] == "PASS"
                       else f"{100 * (1 - t['margin']):.0f}% short")
-            measured = f"{t['value']:.2f}x faster than {t['peer']}"
+            measured = f"{t['value']:.2f}x speed-up vs {t['peer']}{spread}"
+        noise = " (limit within the IQR: noise-bound)" if t["within_noise"] else ""
         lines.append(f"| {t['target']} | {t['source']} | {t['shape']} | {measured} | {t['limit']:g}x | "
-                     f"**{t['status']}** | {margin} |")
+                     f"**{t['status']}** | {margin}{noise} |")
     return "\n".join(lines) + "\n"
 
 
@@ -165,7 +167,10 @@ def markdown(payload: dict) -> str:
         "Backward benchmarks time `torch.autograd.grad(y, x, g, retain_graph=True)` only. "
         "The smaller inputs fit in this CPU's last-level cache, so their floors measure cache, not DRAM, "
         "bandwidth; the ratios compare like with like.\n\n",
-        "## Targets\n\n", target_table(targets), "\n",
+        "## Targets\n\n",
+        "Measured = the median over rounds of the per-round ratio, with its interquartile range (IQR); "
+        "a limit inside the IQR means this run cannot tell PASS from MISS reliably.\n\n",
+        target_table(targets), "\n",
     ]
     misses = [t for t in targets if t["status"] == "MISS"]
     if misses:
@@ -183,6 +188,7 @@ def plot(payload: dict, path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     results = payload["results"]
     limits = {t["op"]: t["limit"] for t in payload["targets"] if t["test"] == "vs_floor"}
@@ -203,6 +209,10 @@ def plot(payload: dict, path) -> None:
             ax.axhline(limits[op_name], color="red", linestyle="--", linewidth=1,
                        label=f"target {limits[op_name]:g}x floor")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(axis="y", linewidth=0.3)
         ax.set_xticks(range(len(shapes)), shapes)
         ax.set_ylabel(f"time / {_label(op_name, op.floor).split(' ')[0]}")
         ax.set_title(f"{op.title} (lower is better)")
