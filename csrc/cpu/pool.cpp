@@ -1,0 +1,87 @@
+// CPU pooling kernels: freqalign::pool_forward and freqalign::pool_backward (fused, any strides).
+#include "common.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <torch/library.h>
+
+namespace freqalign {
+namespace cpu {
+
+#define FREQALIGN_KERNELS "pool_kernels.inc"
+#include "isa_variants.h"
+#undef FREQALIGN_KERNELS
+
+namespace {
+
+PoolGeom geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped, const char* op) {
+  TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D (B, C, H, W), got shape ", x.sizes());
+  TORCH_CHECK(filters.dim() == 3, op, ": filters must be 3-D (K, H, W), got shape ", filters.sizes());
+  PoolGeom g{x.size(0), x.size(1), x.size(2), x.size(3), filters.size(0), 1,
+             x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  TORCH_CHECK(filters.size(1) == g.H && filters.size(2) == g.W, op, ": filters (K, H, W) must match the ",
+              "spatial size of x (H=", g.H, ", W=", g.W, "), got shape ", filters.sizes());
+  TORCH_CHECK(g.K >= 1, op, ": filters must hold at least one filter (K >= 1)");
+  if (grouped) {
+    TORCH_CHECK(g.C % g.K == 0, op, ": grouped pooling needs C divisible by K, got C=", g.C, ", K=", g.K);
+    g.G = g.C / g.K;
+  }
+  // Strides of size-1 dims are arbitrary: normalise them so layout tests see the real layout.
+  if (g.W == 1) g.sw = 1;
+  if (g.H == 1) g.sh = g.W * g.sw;
+  return g;
+}
+
+at::Tensor pool_forward_cpu(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
+  check_cpu_float(x, "pool_forward", "x");
+  check_operand(filters, x.scalar_type(), "pool_forward", "filters");
+  const PoolGeom g = geometry(x, filters, grouped, "pool_forward");
+  at::Tensor out = grouped ? at::empty({g.B, g.C}, x.options()) : at::empty({g.B, g.C, g.K}, x.options());
+  if (out.numel() == 0) return out;
+  if (g.H * g.W == 0) return out.zero_();
+  FREQALIGN_DISPATCH_FLOATING(x.scalar_type(), "pool_forward_cpu", [&] {
+    FREQALIGN_ISA_CALL(pool_forward<scalar_t>, x.const_data_ptr<scalar_t>(), g,
+                       filters.const_data_ptr<acc_t<scalar_t>>(), grouped, out.mutable_data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+at::Tensor pool_backward_cpu(const at::Tensor& grad, const at::Tensor& filters, bool grouped) {
+  check_cpu_float(grad, "pool_backward", "grad");
+  check_operand(filters, grad.scalar_type(), "pool_backward", "filters");
+  TORCH_CHECK(filters.dim() == 3, "pool_backward: filters must be 3-D (K, H, W), got shape ", filters.sizes());
+  const int64_t K = filters.size(0);
+  TORCH_CHECK(K >= 1, "pool_backward: filters must hold at least one filter (K >= 1)");
+  if (grouped) {
+    TORCH_CHECK(grad.dim() == 2, "pool_backward: grouped grad must be 2-D (B, C), got shape ", grad.sizes());
+  } else {
+    TORCH_CHECK(grad.dim() == 3 && grad.size(2) == K, "pool_backward: ungrouped grad must be 3-D (B, C, K) ",
+                "with K=", K, " (the number of filters), got shape ", grad.sizes());
+  }
+  const int64_t B = grad.size(0), C = grad.size(1);
+  PoolGeom g{B, C, filters.size(1), filters.size(2), K, 1, 0, 0, 0, 0};
+  if (grouped) {
+    TORCH_CHECK(C % K == 0, "pool_backward: grouped pooling needs C divisible by K, got C=", C, ", K=", K);
+    g.G = C / K;
+  }
+  at::Tensor out = at::empty({B, C, g.H, g.W}, grad.options());
+  if (out.numel() == 0) return out;
+  const int64_t gsk = grouped ? 0 : grad.stride(2);
+  FREQALIGN_DISPATCH_FLOATING(grad.scalar_type(), "pool_backward_cpu", [&] {
+    FREQALIGN_ISA_CALL(pool_backward<scalar_t>, grad.const_data_ptr<scalar_t>(), grad.stride(0),
+                       grad.stride(1), gsk, g, filters.const_data_ptr<acc_t<scalar_t>>(), grouped,
+                       out.mutable_data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(freqalign, CPU, m) {
+  m.impl("pool_forward", &pool_forward_cpu);
+  m.impl("pool_backward", &pool_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace freqalign

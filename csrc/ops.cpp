@@ -1,0 +1,24 @@
+// The freqalign operator schemas (declared once) and the Python module stub `freqalign._C`.
+//
+// Importing `freqalign._C` loads this library, which registers the schemas below and the kernels
+// of csrc/cpu (and csrc/cuda when built with CUDA) with the dispatcher; the ops are then called
+// as torch.ops.freqalign.*. Fake kernels and autograd are registered in Python
+// (freqalign/ops/autograd.py). Contract: freqalign/backend.py.
+#include <Python.h>
+
+#include <torch/library.h>
+
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "freqalign compiled kernels", -1,
+                                      nullptr};
+  return PyModule_Create(&module);
+}
+
+TORCH_LIBRARY(freqalign, m) {
+  // y[p] = left @ x[p] @ right^T for every (H, W) plane p of x (..., H, W).
+  m.def("transform2d(Tensor x, Tensor left, Tensor right) -> Tensor");
+  // x (B, C, H, W) against filters (K, H, W): grouped -> (B, C), else (B, C, K).
+  m.def("pool_forward(Tensor x, Tensor filters, bool grouped) -> Tensor");
+  // The adjoint of pool_forward: grad (B, C) or (B, C, K) -> (B, C, H, W).
+  m.def("pool_backward(Tensor grad, Tensor filters, bool grouped) -> Tensor");
+}
