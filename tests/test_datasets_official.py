@@ -268,9 +268,12 @@ def test_livec_excludes_training_images(tmp_path):
 def test_spaq_xlsx_and_shrink(tmp_path):
     names = [f"{i:05d}.jpg" for i in range(1, 7)]
     mos = [12.5, 88.0, 47.3, 60.0, 5.0, 71.2]
-    for i, n in enumerate(names):
-        write_image(str(tmp_path / "TestImage" / n), seed=i,
-                    size=(700, 600) if i == 0 else (20, 16))
+    for i, n in enumerate(names[1:], 1):
+        write_image(str(tmp_path / "TestImage" / n), seed=i, size=(20, 16))
+    yy, xx = np.mgrid[0:1100, 0:1200] / 100.0  # a smooth photo-like first image, 1200 x 1100
+    smooth = np.stack([np.sin(xx), np.cos(yy), np.sin(xx + yy)], -1) * 100 + 128
+    Image.fromarray(smooth.astype(np.uint8)).save(tmp_path / "TestImage" / names[0],
+                                                  quality=95)
     write_xlsx(str(tmp_path / "Annotations" / "MOS and Image attribute scores.xlsx"),
                ["Image name", "MOS", "Brightness", "Colorfulness", "Contrast", "Noisiness",
                 "Sharpness"], [(n, m, 50, 50, 50, 50, 50) for n, m in zip(names, mos)])
@@ -278,7 +281,10 @@ def test_spaq_xlsx_and_shrink(tmp_path):
     assert len(ds) == 6 and list(ds.groups) == names
     np.testing.assert_allclose(ds.scores, np.array(mos) / 100)
     check_direction(mos, ds.scores, True)
-    assert tuple(ds[0][0].shape) == (3, 512, 597)  # shorter side shrunk to 512
+    big = ds[0][0]  # a JPEG decoded at half scale (draft), then resized: shorter side 512
+    assert tuple(big.shape) == (3, 512, 559)
+    exact = np.asarray(Image.open(ds.paths[0]).convert("RGB").resize((559, 512), Image.BICUBIC))
+    assert np.abs(big.permute(1, 2, 0).numpy() * 255 - exact).mean() < 1.0
     assert tuple(ds[1][0].shape) == (3, 16, 20)  # small images untouched
     check_disjoint(ds)
 

@@ -33,11 +33,22 @@ def layout_message(name: str, problem: str, layout: str) -> str:
     return f"{name}: {problem}\nexpected layout:\n{layout.rstrip()}"
 
 
-def read_rgb(path: str) -> Image.Image:
-    """Decode ``path`` to an RGB PIL image (raises whatever PIL raises on bad files)."""
+def read_rgb(path: str, max_short_side: Optional[int] = None) -> Image.Image:
+    """Decode ``path`` to an RGB PIL image (raises whatever PIL raises on bad files).
+
+    With ``max_short_side``, larger images are shrunk (bicubic) so that their shorter side is
+    ``max_short_side``; JPEGs are first decoded at the smallest power-of-two scale that is
+    still at least that large, which makes big phone photos several times faster to read.
+    """
     with Image.open(path) as img:
+        if max_short_side is not None and min(img.size) > max_short_side:
+            scale = max_short_side / min(img.size)
+            img.draft("RGB", (int(np.ceil(img.width * scale)), int(np.ceil(img.height * scale))))
         img.load()
-        return img.convert("RGB")
+        img = img.convert("RGB")
+    if max_short_side is not None and min(img.size) > max_short_side:
+        img = resize_shorter(img, max_short_side)
+    return img
 
 
 def _decodes(path: str) -> bool:
@@ -99,12 +110,12 @@ class ImageFileDataset(IQADataset):
         self.scores, self.groups = scores[keep], groups[keep]
         self.info = {k: np.asarray(v)[keep] for k, v in (info or {}).items()}
         self.official_split = None
-        if official_split is not None:
+        if official_split is not None:  # renumber the rows that survived skip_bad
             new_index = np.full(len(paths), -1, dtype=np.int64)
             new_index[keep] = np.arange(len(keep))
-            self.official_split = {k: new_index[np.asarray(v, dtype=np.int64)]
-                                   for k, v in official_split.items()}
-            self.official_split = {k: v[v >= 0] for k, v in self.official_split.items()}
+            renumbered = {k: new_index[np.asarray(v, dtype=np.int64)]
+                          for k, v in official_split.items()}
+            self.official_split = {k: v[v >= 0] for k, v in renumbered.items()}
         self.image_size = None if image_size is None else int(image_size)
         self.max_short_side = None if max_short_side is None else int(max_short_side)
         self.transform = None if image_size is None else center_crop(self.image_size)
@@ -140,7 +151,7 @@ class ImageFileDataset(IQADataset):
     def load_image(self, index: int) -> torch.Tensor:
         path = self.paths[index]
         try:
-            img = read_rgb(path)
+            img = read_rgb(path, self.max_short_side)
         except FileNotFoundError as err:
             raise DatasetLayoutError(layout_message(
                 self.name, f"image not found: {path}", self.layout)) from err
@@ -149,8 +160,6 @@ class ImageFileDataset(IQADataset):
                 f"{self.name}: cannot read image {path} ({type(err).__name__}: {err}); "
                 "pass skip_bad=True (--skip-bad) to skip unreadable images\n"
                 f"expected layout:\n{self.layout.rstrip()}") from err
-        if self.max_short_side is not None and min(img.size) > self.max_short_side:
-            img = resize_shorter(img, self.max_short_side)
         if self.image_size is not None and min(img.size) < self.image_size:
             img = resize_shorter(img, self.image_size)
         return pil_to_tensor(img)
