@@ -2,6 +2,7 @@
 (exact file names, CSV columns, .mat keys, .xlsx columns), plus bad-data handling and
 ``score_images``."""
 import csv
+import json
 import os
 import warnings
 
@@ -14,9 +15,7 @@ from PIL import Image
 
 from freqalign.data import open_dataset, random_crop, split_by_group
 from freqalign.data.files import BadImageError, DatasetLayoutError
-from freqalign.data.scoring import expand_paths, score_images
-
-openpyxl = pytest.importorskip("openpyxl")
+from freqalign.data.scoring import expand_paths, format_table, save_scores, score_images
 
 
 # ---------------------------------------------------------------- builders
@@ -35,6 +34,8 @@ def write_csv(path, header, rows):
 
 
 def write_xlsx(path, header, rows):
+    import openpyxl  # a declared dependency: fail, do not skip, when it is missing
+
     os.makedirs(os.path.dirname(path), exist_ok=True)
     book = openpyxl.Workbook()
     sheet = book.active
@@ -480,3 +481,17 @@ def test_score_images_bad_inputs(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert score_images(MeanModel(), [], progress=False) == []
+
+
+def test_save_scores_and_table(tmp_path):
+    rows = [("a/1.png", 0.25), ("b/long_name.jpg", 0.8125)]
+    save_scores(rows, tmp_path / "s.csv")
+    with open(tmp_path / "s.csv") as f:
+        assert [(r["path"], float(r["score"])) for r in csv.DictReader(f)] == rows
+    save_scores(rows, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text()) == \
+        [{"path": p, "score": s} for p, s in rows]
+    with pytest.raises(ValueError, match=".csv or .json"):
+        save_scores(rows, tmp_path / "s.txt")
+    table = format_table(rows).splitlines()
+    assert len(table) == 4 and table[3].endswith("0.8125") and table[2].startswith("a/1.png ")

@@ -4,6 +4,8 @@ progress bar (the engine of ``freqalign score``).
 Images are read with the same code as the datasets (RGB, float32 in [0, 1]); the model must
 map a (B, 3, h, w) batch to B scores ((B,) or (B, 1)), higher = better.
 """
+import csv
+import json
 import os
 import warnings
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
@@ -124,4 +126,29 @@ def _as_scores(out, n: int) -> torch.Tensor:
     return out.reshape(n)
 
 
-__all__ = ["score_images", "expand_paths"]
+def format_table(rows: Sequence[Tuple[str, float]]) -> str:
+    """``[(path, score), ...]`` as an aligned two-column text table."""
+    width = max([len("path")] + [len(p) for p, _ in rows])
+    lines = [f"{'path':<{width}}  score", f"{'-' * width}  ------"]
+    lines += [f"{p:<{width}}  {s:.4f}" for p, s in rows]
+    return "\n".join(lines)
+
+
+def save_scores(rows: Sequence[Tuple[str, float]], out: PathLike) -> None:
+    """Write ``[(path, score), ...]`` to ``out``: ``.csv`` (columns path, score) or ``.json``
+    (a list of ``{"path", "score"}`` objects), chosen by the extension."""
+    out = os.fspath(out)
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in (".csv", ".json"):
+        raise ValueError(f"out must end in .csv or .json, got {out!r}")
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        if ext == ".csv":
+            writer = csv.writer(f)
+            writer.writerow(["path", "score"])
+            writer.writerows([p, repr(float(s))] for p, s in rows)
+        else:
+            json.dump([{"path": p, "score": float(s)} for p, s in rows], f, indent=1)
+            f.write("\n")
+
+
+__all__ = ["score_images", "expand_paths", "format_table", "save_scores"]
