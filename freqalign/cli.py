@@ -1,0 +1,175 @@
+"""The ``freqalign`` command line: one function per subcommand (train, compare, eval, info).
+
+A user mistake (unknown dataset, missing path, bad config key, a grid that does not fit the
+feature map) is printed as one line on stderr with exit status 2, never as a traceback;
+set ``FREQALIGN_DEBUG=1`` to see the traceback anyway.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .train.config import METHODS, PRESETS, ConfigError
+
+
+def _config_args(p: argparse.ArgumentParser, method: bool = True) -> None:
+    p.add_argument("--config", default="", help="YAML file of config keys")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="smoke (<3 min on 2 cores), demo (default, <10 min), paper (ResNet-50)")
+    if method:
+        p.add_argument("--method", choices=METHODS, default=None, help="default: freqalign")
+    p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. lr=3e-4 criterion=source")
+
+
+def _make_config(args, **explicit):
+    from .train.config import make_config, parse_overrides
+
+    return make_config(args.preset, args.config, parse_overrides(args.overrides),
+                       device=args.device, **explicit)
+
+
+def _print_results(results: dict, out: str) -> None:
+    t, s = results["target"], results["source_val"]
+    print(f"\n{results['method']} ({results['preset']}, seed {results['seed']}, "
+          f"{results['seconds']} s)")
+    print(f"{'':12} {'SRCC':>7} {'PLCC':>7} {'KRCC':>7} {'RMSE':>7}")
+    for name, m in (("target test", t), ("source val", s)):
+        print(f"{name:12} {m['srcc']:7.4f} {m['plcc']:7.4f} {m['krcc']:7.4f} {m['rmse']:7.4f}")
+    sel = results["selected_window"]
+    if sel and sel["position"] is not None:
+        print(f"selected window: position {sel['position']} (size {sel['size']}), "
+              f"frequencies {sel['freqs']}, criterion {results['criterion']}")
+    print(f"report: {os.path.join(out, 'report.md')}")
+
+
+def cmd_train(args) -> int:
+    from .train import distributed
+    from .train.config import apply, config_from_dict, load_yaml
+    from .train.loop import train
+
+    if args.resume:
+        saved = os.path.join(args.resume, "config.yaml")
+        if not os.path.isfile(saved):
+            raise FileNotFoundError(f"--resume {args.resume}: no config.yaml there (not a run folder)")
+        if not os.path.isfile(os.path.join(args.resume, "checkpoints", "last.pt")):
+            raise FileNotFoundError(f"--resume {args.resume}: no checkpoints/last.pt to resume from")
+        cfg = config_from_dict(load_yaml(saved))
+        if args.device:
+            apply(cfg, {"device": args.device}, "--device")
+        out = args.resume
+    else:
+        cfg = _make_config(args, method=args.method, seed=args.seed)
+        out = args.out or os.path.join("runs", f"{cfg.method}-{cfg.preset}-seed{cfg.seed}")
+    results = train(cfg, out, resume=bool(args.resume))
+    if distributed.is_main():
+        _print_results(results, out)
+    distributed.cleanup()
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .train.compare import compare
+
+    cfg = _make_config(args)
+    out = args.out or os.path.join("runs", f"compare-{cfg.preset}")
+    table = compare(cfg, out, seeds=args.seeds, first_seed=args.first_seed)
+    print(table)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .train.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device or "auto",
+                                  batch_size=args.batch_size)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    import numpy
+    import torch
+    import torchvision
+
+    import freqalign
+    from .data.registry import known_datasets
+
+    print(f"freqalign   {freqalign.__version__}  ({os.path.dirname(freqalign.__file__)})")
+    print(f"python      {platform.python_version()}")
+    print(f"torch       {torch.__version__}  (CUDA build {torch.version.cuda})")
+    print(f"torchvision {torchvision.__version__}")
+    print(f"numpy       {numpy.__version__}")
+    print(f"cpu threads {torch.get_num_threads()}")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            print(f"cuda:{i}      {torch.cuda.get_device_name(i)}")
+    else:
+        print("cuda        no GPU visible")
+    print("backends:")
+    for name, status in freqalign.backends().items():
+        print(f"  {name:8} {status}")
+    print(f"datasets:   {', '.join(known_datasets())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="freqalign", description="FreqAlign domain adaptation for blind image quality "
+        "assessment, on fast DCT frequency pooling.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train one method (default: the whole FreqAlign pipeline "
+                       "on the embedded dataset, preset demo)")
+    _config_args(p)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default="", help="run folder (default runs/METHOD-PRESET-seedN)")
+    p.add_argument("--resume", default="", metavar="DIR",
+                   help="continue the run in DIR from its checkpoints/last.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="source-only, dann, freqalign and target-oracle over seeds "
+                       "-> compare.json and compare.md")
+    _config_args(p, method=False)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--out", default="", help="folder (default runs/compare-PRESET)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
+    p.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
+    p.add_argument("--dataset", required=True, help="dataset spec, e.g. embedded-target")
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("info", help="versions, backends and devices")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("freqalign: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        if os.environ.get("FREQALIGN_DEBUG") == "1":
+            raise
+        print(f"freqalign {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Window-selection criteria (DESIGN section 4). Every score is "higher is better".
+
+- ``source``: SRCC of the regressor on held-out source images.
+- ``confusion``: ``-|acc - 0.5|`` of a domain classifier (logistic regression on GAP
+  features, fit on the training splits) measured on held-out source and target images:
+  0 when the domains are indistinguishable.
+- ``dev``: minus the Deep Embedded Validation risk (You et al., ICML 2019): the source
+  validation loss importance-weighted by density ratios from that domain classifier, with
+  the control-variate correction.
+- ``oracle``: SRCC on held-out *labelled* target images. Uses target labels: analysis only.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import torch
+from scipy import stats
+
+LABEL_FREE = ("dev", "source", "confusion")
+
+
+def srcc(pred, true) -> float:
+    """Spearman correlation; 0 when either side is constant (no ranking information)."""
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(true) == 0:
+        return 0.0
+    return float(stats.spearmanr(pred, true)[0])
+
+
+def _standardize(train: np.ndarray, *others):
+    mu, sd = train.mean(0), train.std(0) + 1e-6
+    return [(a - mu) / sd for a in (train,) + others]
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-2):
+    """L2-regularised logistic regression fit with L-BFGS in float64; returns ``predict_proba``.
+
+    Features are standardised on ``x``; classes are balanced by weighting, so the
+    classifier's odds are the class-conditional density ratio.
+    """
+    x = np.asarray(x, np.float64)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mu) / sd)
+    yt = torch.from_numpy(np.asarray(y, np.float64))
+    pos = float(yt.mean().clamp(1e-6, 1 - 1e-6))
+    weight = torch.where(yt > 0.5, 0.5 / pos, 0.5 / (1 - pos))
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max(steps, 1), line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (weight * torch.nn.functional.binary_cross_entropy_with_logits(
+            xt @ w + b, yt, reduction="none")).mean() + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    if steps > 0:
+        opt.step(closure)
+    w_, b_ = w.detach(), b.detach()
+
+    def predict_proba(z: np.ndarray) -> np.ndarray:
+        zt = torch.from_numpy((np.asarray(z, np.float64) - mu) / sd)
+        return torch.sigmoid(zt @ w_ + b_).numpy()
+
+    return predict_proba
+
+
+def balanced_accuracy(p_source: np.ndarray, p_target: np.ndarray) -> float:
+    """Accuracy of ``P(target | x) > 0.5``, averaged over the two domains."""
+    return 0.5 * (float(np.mean(p_source <= 0.5)) + float(np.mean(p_target > 0.5)))
+
+
+def confusion_score(accuracy: float) -> float:
+    """``-|acc - 0.5|``: 0 when a held-out domain classifier is at chance, -0.5 when perfect."""
+    return -abs(float(accuracy) - 0.5)
+
+
+def density_ratio(p_target: np.ndarray) -> np.ndarray:
+    """``p_t(x) / p_s(x)`` = the odds ``P(target|x) / P(source|x)`` of a class-balanced classifier."""
+    p = np.clip(np.asarray(p_target, np.float64), 1e-6, 1 - 1e-6)
+    return p / (1 - p)
+
+
+def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    """Deep Embedded Validation risk (You et al., 2019, Algorithm 1).
+
+    ``L_i = w_i * l_i``; ``eta = -Cov(L, w) / Var(w)``; risk ``= mean(L) + eta * mean(w) - eta``.
+    The control variate uses E[w] = 1 under the source distribution to cut the variance.
+    """
+    losses, weights = np.asarray(losses, np.float64), np.asarray(weights, np.float64)
+    weighted = weights * losses
+    var = weights.var(ddof=1) if len(weights) > 1 else 0.0
+    if var <= 0:
+        return float(weighted.mean())
+    eta = -np.cov(weighted, weights, ddof=1)[0, 1] / var
+    return float(weighted.mean() + eta * weights.mean() - eta)
+
+
+def score_all(ev: Dict[str, np.ndarray], fit_steps: int = 100) -> Dict[str, float]:
+    """All criteria from one evaluation pass.
+
+    ``ev`` holds arrays: ``src_train_feat``, ``tgt_train_feat`` (domain classifier fit),
+    ``src_val_feat``, ``src_val_pred``, ``src_val_true``, ``tgt_val_feat``, and for the oracle
+    ``tgt_val_pred``, ``tgt_val_true``. Returns ``{criterion: score}`` plus diagnostics.
+    """
+    x = np.concatenate([ev["src_train_feat"], ev["tgt_train_feat"]])
+    y = np.concatenate([np.zeros(len(ev["src_train_feat"])), np.ones(len(ev["tgt_train_feat"]))])
+    proba = fit_logistic(x, y, fit_steps)
+    p_src, p_tgt = proba(ev["src_val_feat"]), proba(ev["tgt_val_feat"])
+    acc = balanced_accuracy(p_src, p_tgt)
+    weights = density_ratio(p_src)
+    losses = np.abs(ev["src_val_pred"] - ev["src_val_true"])
+    return {
+        "source": srcc(ev["src_val_pred"], ev["src_val_true"]),
+        "confusion": confusion_score(acc),
+        "dev": -dev_risk(losses, weights),
+        "oracle": srcc(ev["tgt_val_pred"], ev["tgt_val_true"]),
+        "domain_accuracy": acc,
+        "source_val_l1": float(losses.mean()),
+    }
+
+
+__all__ = ["LABEL_FREE", "srcc", "fit_logistic", "balanced_accuracy", "confusion_score",
+           "density_ratio", "dev_risk", "score_all"]

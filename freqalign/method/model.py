@@ -1,0 +1,175 @@
+"""The FreqAlign model (DESIGN section 4): backbone -> features F (B, C, H, W); a quality
+regressor on GAP(F); a domain discriminator on FreqPool(window)(F) behind gradient reversal.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import nn
+
+from ..nn import FreqPool
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lam * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``-lam`` backward (Ganin & Lempitsky, 2015)."""
+    return _ReverseGrad.apply(x, float(lam))
+
+
+def dann_lambda(progress: float, alpha: float = 1.0, gamma: float = 10.0) -> float:
+    """DANN schedule ``alpha * (2 / (1 + exp(-gamma p)) - 1)`` for training progress p in [0, 1]."""
+    p = min(max(float(progress), 0.0), 1.0)
+    return alpha * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
+
+
+class SmallCNN(nn.Module):
+    """A small conv net for the embedded demo: fast on two CPU cores.
+
+    ``downsample`` stride-2 stages halve the input each, so a 64x64 input with 3 stages gives an
+    8x8 map (>= the 7x7 frequency grid). Channels grow to ``width`` (divisible by the window size).
+    """
+
+    def __init__(self, width: int = 64, downsample: int = 3):
+        super().__init__()
+        if downsample < 1:
+            raise ValueError(f"cnn_downsample must be at least 1, got {downsample}")
+        chans = [max(width >> (downsample - 1 - i), 8) for i in range(downsample)]
+        chans[-1] = width
+        layers, cin = [], 3
+        for i, cout in enumerate(chans):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                       nn.ReLU(inplace=True)]
+            if i > 0:  # a second conv per stage, except at the costly first resolution
+                layers += [nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                           nn.ReLU(inplace=True)]
+            cin = cout
+        self.body = nn.Sequential(*layers)
+        self.out_channels = width
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class ResNet50Features(nn.Module):
+    """torchvision ResNet-50 up to layer4 (C = 2048), ImageNet-normalising its [0, 1] input.
+
+    Weights come from a local file (a torchvision ``resnet50`` state_dict); nothing downloads.
+    """
+
+    def __init__(self, weights: str = ""):
+        super().__init__()
+        import torchvision
+
+        if weights and not os.path.isfile(weights):
+            raise FileNotFoundError(f"backbone_weights: no such file {weights!r} (give a local "
+                                    f"torchvision resnet50 state_dict; nothing is downloaded)")
+        net = torchvision.models.resnet50(weights=None)
+        if weights:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+            missing, _ = net.load_state_dict(state, strict=False)
+            if any(not k.startswith("fc.") for k in missing):
+                raise ValueError(f"backbone_weights {weights!r} is not a resnet50 state_dict "
+                                 f"(missing {missing[:3]} ...)")
+        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                  net.layer1, net.layer2, net.layer3, net.layer4)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), False)
+        self.out_channels = 2048
+
+    def forward(self, x):
+        return self.body((x - self.mean) / self.std)
+
+
+def mlp(inp: int, hidden: int, depth: int, dropout: float) -> nn.Sequential:
+    """``depth`` hidden layers of width ``hidden`` (ReLU, dropout), then one output unit."""
+    layers, d = [], inp
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        d = hidden
+    layers.append(nn.Linear(d, 1))
+    return nn.Sequential(*layers)
+
+
+class FreqAlignNet(nn.Module):
+    """Backbone + quality regressor (on GAP) + domain discriminator (on FreqPool(window), reversed).
+
+    ``forward(x, lam)`` returns ``(score in [0, 1] (B,), domain logit (B,), GAP features (B, C))``;
+    ``lam`` scales the reversed gradient that reaches the backbone from the discriminator.
+    """
+
+    def __init__(self, backbone: nn.Module, regressor_hidden: int = 128, disc_hidden: int = 1024,
+                 dropout: float = 0.5, grid: int = 7):
+        super().__init__()
+        c = backbone.out_channels
+        self.backbone = backbone
+        self.gap = FreqPool(grid=grid)  # (0, 0) with norm="mean": exactly global average pooling
+        self.regressor = mlp(c, regressor_hidden, 1, 0.0)
+        self.pool = FreqPool(grid=grid)  # the discriminator's pooling: moved by set_window
+        self.discriminator = mlp(c, disc_hidden, 2, dropout)
+
+    def set_window(self, position, size: int):
+        """Discriminator pools at zigzag positions ``position..+size``; ``None`` means GAP (DANN)."""
+        if position is None:
+            self.pool.set_freqs(((0, 0),))
+        else:
+            self.pool.set_window(int(position), int(size))
+
+    def features(self, x):
+        return self.backbone(x)
+
+    def forward(self, x, lam: float = 0.0):
+        f = self.backbone(x)
+        g = self.gap(f)
+        score = torch.sigmoid(self.regressor(g)).squeeze(1)
+        logit = self.discriminator(grad_reverse(self.pool(f), lam)).squeeze(1)
+        return score, logit, g
+
+
+def build_model(cfg) -> FreqAlignNet:
+    """The model a config asks for (``backbone``: ``small-cnn`` or ``resnet50``)."""
+    if cfg.backbone == "small-cnn":
+        backbone = SmallCNN(cfg.cnn_width, cfg.cnn_downsample)
+    elif cfg.backbone == "resnet50":
+        backbone = ResNet50Features(cfg.backbone_weights)
+    else:
+        raise ValueError(f"backbone must be 'small-cnn' or 'resnet50', got {cfg.backbone!r}")
+    if backbone.out_channels % cfg.window_size != 0:
+        raise ValueError(f"window_size={cfg.window_size} must divide the backbone's "
+                         f"{backbone.out_channels} channels (grouped frequency pooling)")
+    return FreqAlignNet(backbone, cfg.regressor_hidden, cfg.disc_hidden, cfg.dropout, cfg.grid)
+
+
+def check_grid(model: FreqAlignNet, cfg) -> tuple:
+    """Feature map size for ``cfg.image_size``; a clear error if the grid cannot fit on it."""
+    from ..basis import grid_to_index, zigzag
+
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        f = model.backbone(torch.zeros(1, 3, cfg.image_size, cfg.image_size,
+                                       device=next(model.parameters()).device))
+    model.train(was)
+    h, w = f.shape[-2:]
+    if cfg.method == "freqalign":
+        try:
+            grid_to_index(zigzag(cfg.grid), h, w, cfg.grid)
+        except ValueError:
+            raise ValueError(f"grid={cfg.grid} is larger than the {h}x{w} feature map that "
+                             f"image_size={cfg.image_size} gives: use grid <= {min(h, w)} or a "
+                             f"larger image_size") from None
+    return h, w

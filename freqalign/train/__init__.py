@@ -1,0 +1,1 @@
+"""Training: config, the loop, checkpoints, DDP helpers, reports and the compare driver."""

@@ -1,0 +1,255 @@
+"""Training configuration: one dataclass, three presets, YAML files and ``key=value`` overrides.
+
+Every choice the FreqAlign paper leaves open is a field here with a documented default; the
+comments say which ones are ours.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List
+
+import yaml
+
+METHODS = ("freqalign", "dann", "source-only", "target-oracle")
+CRITERIA = ("dev", "source", "confusion", "oracle")
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or override (reported as one line by the CLI)."""
+
+
+@dataclass
+class Config:
+    # -- what to run ------------------------------------------------------------------------
+    method: str = "freqalign"        # freqalign | dann | source-only | target-oracle
+    preset: str = "demo"             # the preset the defaults came from (informational)
+    seed: int = 0
+    device: str = "auto"             # auto (cuda if visible, else cpu) | cpu | cuda | cuda:N
+    deterministic: bool = True       # torch.use_deterministic_algorithms: bit-exact resume on CPU
+    threads: int = 0                 # torch CPU threads; 0 = torch's default
+    # -- data -------------------------------------------------------------------------------
+    source: str = "embedded-source"  # dataset spec for freqalign.data.registry.open_dataset
+    target: str = "embedded-target"
+    image_size: int = 64             # side of the square crops the model sees
+    data_size: int = 0               # image size asked of the dataset (0 = its default, 64 embedded)
+    cache_dir: str = ""              # dataset cache; "" = the data package's default
+    data_seed: int = 0               # dataset generation and splits (fixed across training seeds)
+    source_val_fraction: float = 0.2   # held-out source groups: the label-free criteria use them
+    target_val_fraction: float = 0.2   # held-out target groups, unlabelled (oracle reads labels)
+    target_test_fraction: float = 0.3  # held-out target groups for the reported metrics only
+    max_per_domain: int = 0          # cap on images per domain (0 = all); for quick tests
+    batch_size: int = 24             # per domain and step, summed over processes
+    eval_batch_size: int = 128
+    workers: int = 0                 # DataLoader workers (0 = load in the training process)
+    hflip: bool = True               # random horizontal flips of training batches
+    # -- model ------------------------------------------------------------------------------
+    backbone: str = "small-cnn"      # small-cnn (embedded demo) | resnet50 (real data)
+    backbone_weights: str = ""       # resnet50: local torchvision state_dict ("" = random init)
+    cnn_width: int = 64              # small-cnn output channels C
+    cnn_downsample: int = 3          # small-cnn stride-2 stages: feature side = image_size / 2^n
+    regressor_hidden: int = 128      # ours: regressor MLP C -> hidden -> 1, sigmoid
+    disc_hidden: int = 1024          # paper: discriminator C -> 1024 -> 1024 -> 1
+    dropout: float = 0.5             # paper: discriminator dropout
+    # -- frequency window -------------------------------------------------------------------
+    grid: int = 7                    # canonical S x S frequency grid (FcaNet's 7)
+    window_size: int = 4             # ours: frequencies per window w (must divide C)
+    # -- optimisation -----------------------------------------------------------------------
+    lr: float = 1e-3                 # Adam
+    backbone_lr_scale: float = 1.0   # backbone lr = lr * this (0.1 suits a pretrained ResNet)
+    weight_decay: float = 1e-4
+    alpha: float = 1.0               # DANN schedule lambda(p) = alpha * (2/(1+exp(-10p)) - 1)
+    domain_weight: float = 1.0       # weight of the BCE domain loss
+    # -- stages (optimizer steps) -----------------------------------------------------------
+    warmup_steps: int = 250          # stage 1a: source-only supervised
+    dann_warmup_steps: int = 50      # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
+    search_mode: str = "move"        # move: adapt at each position | probe: score frozen features
+    search_step: int = 4             # s: window stride along the zigzag order
+    search_start: int = 0            # first window position
+    search_end: int = -1             # last window position (-1 = grid*grid - window_size)
+    search_steps: int = 15           # ours: adaptation steps per window position
+    criterion: str = "dev"           # ours: label-free selection: dev | source | confusion (| oracle)
+    finetune_from: str = "selected"  # ours: start fine-tuning from the selected position's model or "last"
+    finetune_steps: int = 200        # stage 3: perturbation fine-tuning
+    jitter: int = 1                  # r: position offset drawn from [-r, r] each fine-tuning step
+    finetune_lr_scale: float = 0.3   # ours: stage-3 lr = lr * this, cosine-decayed to 0
+    # -- evaluation and outputs -------------------------------------------------------------
+    best_criterion: str = "dev"      # label-free criterion that picks checkpoints/best.pt
+    criterion_max_samples: int = 512  # cap per split for the criteria's feature passes
+    domain_fit_steps: int = 100      # L-BFGS steps of the criteria's logistic domain classifier
+    eval_every: int = 100            # steps between evaluations outside the search
+    checkpoint_every: int = 50       # steps between checkpoints/last.pt writes
+    log_every: int = 50              # steps between log lines / metrics.jsonl records
+    progress: bool = True            # tqdm progress bars
+
+    def validate(self) -> "Config":
+        def bad(name, msg):
+            raise ConfigError(f"config {name}={getattr(self, name)!r}: {msg}")
+
+        if self.method not in METHODS:
+            bad("method", f"must be one of {', '.join(METHODS)}")
+        if self.criterion not in CRITERIA:
+            bad("criterion", f"must be one of {', '.join(CRITERIA)}")
+        if self.best_criterion not in CRITERIA[:3]:
+            bad("best_criterion", f"must be a label-free criterion: {', '.join(CRITERIA[:3])}")
+        if self.search_mode not in ("move", "probe"):
+            bad("search_mode", "must be 'move' or 'probe'")
+        if self.finetune_from not in ("selected", "last"):
+            bad("finetune_from", "must be 'selected' or 'last'")
+        for name in ("image_size", "batch_size", "eval_batch_size", "grid", "window_size",
+                     "search_step", "cnn_width", "regressor_hidden", "disc_hidden",
+                     "checkpoint_every", "log_every", "eval_every", "criterion_max_samples"):
+            if getattr(self, name) < 1:
+                bad(name, "must be at least 1")
+        for name in ("warmup_steps", "dann_warmup_steps", "search_steps", "finetune_steps",
+                     "jitter", "workers", "max_per_domain", "threads", "domain_fit_steps", "data_size"):
+            if getattr(self, name) < 0:
+                bad(name, "must be >= 0")
+        if not 1 <= self.window_size <= self.grid ** 2:
+            bad("window_size", f"must be in 1..{self.grid ** 2} for grid={self.grid}")
+        last = self.grid ** 2 - self.window_size
+        if not 0 <= self.search_start <= last:
+            bad("search_start", f"must be in 0..{last}")
+        if self.search_end != -1 and not self.search_start <= self.search_end <= last:
+            bad("search_end", f"must be -1 or in {self.search_start}..{last}")
+        fr = self.source_val_fraction, self.target_val_fraction, self.target_test_fraction
+        if not 0 < fr[0] < 1 or not (0 < fr[1] and 0 < fr[2] and fr[1] + fr[2] < 1):
+            raise ConfigError("config fractions: source_val_fraction in (0, 1); target_val_fraction "
+                              "and target_test_fraction positive with a sum below 1")
+        return self
+
+    # -- the step plan ----------------------------------------------------------------------
+    def positions(self) -> List[int]:
+        """Window positions the frequency movement visits, low to high."""
+        end = self.grid ** 2 - self.window_size if self.search_end == -1 else self.search_end
+        return list(range(self.search_start, end + 1, self.search_step))
+
+    def adapt_steps(self) -> int:
+        """Steps after warm-up; the same for every method so baselines get the same budget."""
+        search = len(self.positions()) * self.search_steps if self.search_mode == "move" else 0
+        return self.dann_warmup_steps + search + self.finetune_steps
+
+    def stages(self) -> List[tuple]:
+        """``[(name, n_steps), ...]`` for this method; a shared prefix can be forked (compare)."""
+        w, b, t = self.warmup_steps, self.dann_warmup_steps, self.adapt_steps()
+        if self.method == "source-only":
+            return [("warmup", w), ("source", t)]
+        if self.method == "target-oracle":
+            return [("warmup", w), ("oracle", t)]
+        if self.method == "dann":
+            return [("warmup", w), ("dann-warmup", b), ("dann", t - b)]
+        search = len(self.positions()) * self.search_steps if self.search_mode == "move" else 0
+        return [("warmup", w), ("dann-warmup", b), ("search", search),
+                ("finetune", self.finetune_steps)]
+
+    def total_steps(self) -> int:
+        return self.warmup_steps + self.adapt_steps()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Presets: overrides of the defaults above. demo is the default; smoke is for tests and CI.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "smoke": dict(preset="smoke", image_size=32, cnn_width=32, cnn_downsample=2, max_per_domain=240,
+                  batch_size=16, eval_batch_size=128, disc_hidden=64, regressor_hidden=32,
+                  warmup_steps=20, dann_warmup_steps=6, search_step=9, search_steps=4,
+                  finetune_steps=10, eval_every=10, checkpoint_every=5, log_every=10,
+                  criterion_max_samples=128, domain_fit_steps=30),
+    "demo": dict(preset="demo", disc_hidden=256),  # the defaults, a smaller discriminator
+    "paper": dict(preset="paper", backbone="resnet50", image_size=224, cnn_width=2048,
+                  window_size=16, disc_hidden=1024, batch_size=32, lr=1e-4,
+                  backbone_lr_scale=0.1, warmup_steps=3000, dann_warmup_steps=1000,
+                  search_step=2, search_steps=200, finetune_steps=3000, eval_every=500,
+                  checkpoint_every=200, log_every=100, workers=4, domain_fit_steps=200,
+                  criterion_max_samples=2048),
+}
+
+
+def _coerce(name: str, value, default):
+    """Check a value against the field's type (ints accepted for floats)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config {name}: expected true/false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config {name}: expected an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config {name}: expected a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str):
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            value = str(value)
+    return value
+
+
+def apply(cfg: Config, values: Dict[str, Any], where: str) -> Config:
+    """Set fields from a mapping; an unknown key is a ConfigError naming ``where`` it came from."""
+    known = {f.name: f for f in fields(Config)}
+    for key, value in values.items():
+        if key not in known:
+            close = [k for k in known if k.startswith(str(key)[:4])]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"{where}: unknown config key {key!r}{hint}")
+        setattr(cfg, key, _coerce(key, value, getattr(Config(), key)))
+    return cfg
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--config: no such file {path!r}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(items: List[str]) -> Dict[str, Any]:
+    """``["lr=0.01", "hflip=false"]`` -> ``{"lr": 0.01, "hflip": False}`` (values parsed as YAML)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def make_config(preset: str = "demo", config_file: str = "", overrides: Dict[str, Any] = None,
+                **explicit) -> Config:
+    """Defaults <- preset <- YAML file <- ``key=value`` overrides <- explicit CLI flags."""
+    file_values = load_yaml(config_file) if config_file else {}
+    preset = file_values.get("preset", preset) if preset is None else preset
+    preset = preset or "demo"
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r}: must be one of {', '.join(PRESETS)}")
+    cfg = apply(Config(), PRESETS[preset], f"preset {preset}")
+    apply(cfg, file_values, f"--config {config_file}")
+    apply(cfg, overrides or {}, "override")
+    apply(cfg, {k: v for k, v in explicit.items() if v is not None}, "option")
+    return cfg.validate()
+
+
+def save_yaml(cfg: Config, path: str) -> None:
+    with open(path, "w") as fh:
+        yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+
+
+def config_from_dict(values: Dict[str, Any]) -> Config:
+    return apply(Config(), values, "saved config").validate()
+
+
+__all__ = ["Config", "ConfigError", "PRESETS", "METHODS", "CRITERIA", "make_config", "apply",
+           "load_yaml", "parse_overrides", "save_yaml", "config_from_dict"]

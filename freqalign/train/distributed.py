@@ -1,0 +1,71 @@
+"""DDP helpers: set up from torchrun's environment, gather results, only rank 0 writes."""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup(device: str):
+    """Init the process group when launched by torchrun; returns (rank, world, torch.device).
+
+    Backend: nccl for CUDA devices, gloo for CPU. Each process takes cuda:LOCAL_RANK.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA GPU is visible (use --device cpu)")
+        dev = torch.device("cuda", local if world > 1 else (torch.device(device).index or 0))
+        torch.cuda.set_device(dev)
+    elif device == "cpu":
+        dev = torch.device("cpu")
+    else:
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
+
+
+def is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def gather(obj):
+    """A list with every process's ``obj`` (just ``[obj]`` in a single process)."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def mean(value: float) -> float:
+    """``value`` averaged over processes."""
+    if not dist.is_initialized():
+        return float(value)
+    on = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([float(value)], dtype=torch.float64, device=on)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+def broadcast_buffers(model) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics) before an evaluation."""
+    if dist.is_initialized():
+        for b in model.buffers():
+            dist.broadcast(b.data, 0)
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
