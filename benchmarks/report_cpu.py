@@ -69,8 +69,10 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter samples (~1 min)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
                         help="output folder for cpu.md, cpu.json, cpu.png")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per (op, shape); default 21, quick 5")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per (op, shape), at most; default 21, quick 5")
     parser.add_argument("--sample-ms", type=float, help="target length of one timed sample; default 40, quick 10")
+    parser.add_argument("--budget-s", type=float,
+                        help="time per (op, shape) beyond which fewer rounds run; default 20, quick 4")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--ops", nargs="+", choices=sorted(P.OPS), default=list(P.OPS))
     parser.add_argument("--shapes", nargs="+", type=_shape, default=list(P.SHAPES),
@@ -78,6 +80,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (5 if args.quick else 21)
+    args.budget_s = args.budget_s or (4.0 if args.quick else 20.0)
+    args.min_rounds = min(args.rounds, 3 if args.quick else 7)
     args.sample_ms = args.sample_ms or (10.0 if args.quick else 40.0)
     return args
 
@@ -91,18 +95,30 @@ def _time_calls(fn, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def calls_per_sample(fn, sample_s: float) -> int:
-    """Warm ``fn`` up, then pick how many calls make one sample last about ``sample_s``."""
+def calls_per_sample(fn, sample_s: float) -> tuple:
+    """Warm ``fn`` up, then pick how many calls make one sample last about ``sample_s``.
+
+    Returns (calls, estimated seconds per call).
+    """
     fn()
     per_call = _time_calls(fn, 1)
     if per_call < sample_s / 4:  # a better estimate for fast ops
         per_call = _time_calls(fn, max(2, int(sample_s / 4 / max(per_call, 1e-7))))
-    return max(1, round(sample_s / max(per_call, 1e-9)))
+    return max(1, round(sample_s / max(per_call, 1e-9))), per_call
 
 
-def measure(fns: dict, rounds: int, sample_s: float, rng: random.Random) -> dict:
-    """Per-call seconds of each callable, one sample per round; rounds interleave them in a random order."""
-    calls = {name: calls_per_sample(fn, sample_s) for name, fn in fns.items()}
+def measure(fns: dict, rounds: int, sample_s: float, budget_s: float, min_rounds: int,
+            rng: random.Random) -> dict:
+    """Per-call seconds of each callable, one sample per round; rounds interleave them in a random order.
+
+    Runs ``rounds`` rounds, fewer (but at least ``min_rounds``) when slow providers would take
+    the whole (op, shape) past ``budget_s``.
+    """
+    calls, round_s = {}, 0.0
+    for name, fn in fns.items():
+        calls[name], per_call = calls_per_sample(fn, sample_s)
+        round_s += calls[name] * per_call
+    rounds = max(min_rounds, min(rounds, int(budget_s / max(round_s, 1e-9))))
     samples = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -162,11 +178,12 @@ def run_case(op: P.Op, case: P.Case, args, rng) -> dict:
             errors[provider.name] = P.max_relative_error(fn(), reference)
         fns[provider.name] = fn
     del reference
-    stats = measure(fns, args.rounds, args.sample_ms / 1e3, rng)
+    stats = measure(fns, args.rounds, args.sample_ms / 1e3, args.budget_s, args.min_rounds, rng)
     floor = stats[op.floor]
     plain = {n: s["median_ms"] for n, s in stats.items() if _kind(op, n) == "plain"}
     best_plain = min(plain, key=plain.get) if plain else None
-    result = {"providers": {}, "unavailable": unavailable, "best_plain": best_plain}
+    result = {"providers": {}, "unavailable": unavailable, "best_plain": best_plain,
+              "rounds": stats[op.floor]["rounds"]}
     for name, s in stats.items():
         entry = dict(s, spread_pct=100 * (s["q3_ms"] - s["q1_ms"]) / s["median_ms"])
         entry["vs_floor"], *entry["vs_floor_iqr"] = paired_ratio(s, floor)
@@ -248,7 +265,8 @@ def machine_info(args) -> dict:
         "git": commit, "freqalign_path": str(Path(freqalign.__file__).parent),
         "freqalign_backends": freqalign.backends(),
         "command": "python benchmarks/report_cpu.py " + " ".join(sys.argv[1:]),
-        "rounds": args.rounds, "sample_ms": args.sample_ms, "quick": args.quick,
+        "rounds": args.rounds, "min_rounds": args.min_rounds, "budget_s": args.budget_s,
+        "sample_ms": args.sample_ms, "quick": args.quick,
         "load_avg_start": os.getloadavg(),
     }
 
@@ -268,7 +286,9 @@ def main(argv=None) -> int:
         for shape, name in bar:
             bar.set_postfix_str(f"{name} {report_text.shape_key(shape)}")
             case = P.make_case(shape, seed=args.seed)
+            load = os.getloadavg()[0]
             results[name][report_text.shape_key(shape)] = run_case(P.OPS[name], case, args, rng)
+            info["max_load_1min"] = max(info.get("max_load_1min", 0.0), load, os.getloadavg()[0])
             del case
             gc.collect()
     info["load_avg_end"] = os.getloadavg()

@@ -67,6 +67,7 @@ def _op_tables(op_name: str, res: dict) -> str:
     if any("fa_cpu" in res[s]["providers"] for s in shapes):
         out += ["\nSpeed-up of freqalign cpu over each provider (provider time / freqalign cpu time):\n",
                 table(lambda e, s, n: f"{e['fa_cpu_speedup']:.2f}x" if "fa_cpu_speedup" in e else "n/a")]
+    out.append("\nRounds: " + ", ".join(f"{s}: {res[s]['rounds']}" for s in shapes) + ".\n")
     errors = [e["max_rel_error"] for s in shapes for e in res[s]["providers"].values() if "max_rel_error" in e]
     wrong = [(s, n) for s in shapes for n, e in res[s]["providers"].items() if e.get("wrong")]
     if errors:
@@ -132,13 +133,25 @@ def miss_arithmetic(target: dict, res: dict, sgemm_gflops: float) -> str:
             f"{t_flop:.3f} ms. The bound is {bound:.3f} ms ({limit_kind}); freqalign cpu runs at "
             f"{100 * bound / fa['median_ms']:.0f}% of it, {fa['median_ms'] / required:.2f}x slower than required."]
     if bound > required:
-        text.append(f" The target asks for less than that bound: no implementation can meet it on this "
-                    f"machine (the bound is {bound / required:.2f}x the required time).")
+        text.append(f" The target asks for less than that bound: no implementation could meet it under this "
+                    f"run's conditions (the bound is {bound / required:.2f}x the required time).")
     else:
         text.append(f" The bound is below the requirement, so the target is reachable in principle; "
                     f"the gap is the kernel (or the run's noise, if the spread above is comparable to "
                     f"the {100 * (fa['median_ms'] / required - 1):.0f}% miss).")
     return "".join(text) + "\n"
+
+
+def _load_warning(m: dict) -> str:
+    """A loud note when other jobs competed for the CPUs during the run."""
+    peak = m.get("max_load_1min", 0.0)
+    if peak <= m["logical_cpus"]:
+        return ""
+    return (f"**Warning: the machine was busy.** The 1-minute load average reached {peak:.1f} on "
+            f"{m['logical_cpus']} CPUs during this run, so other jobs took CPU time from it. Multi-threaded "
+            f"ops then wait for a descheduled thread, times grow and spread (see the ± columns), and a "
+            f"memory floor measured under load understates the machine. Treat absolute times and "
+            f"near-limit verdicts with care and rerun the command at a quiet moment.\n\n")
 
 
 def markdown(payload: dict) -> str:
@@ -152,8 +165,10 @@ def markdown(payload: dict) -> str:
         f"Checkout {m['git']}, freqalign from `{m['freqalign_path']}`; backends: {backends}. "
         f"Measured fp32 sgemm rate: {m['sgemm_gflops']:.0f} GFLOP/s.\n\n",
         f"Reproduce: `{m['command'].strip()}` (from the repository root). "
-        f"{m['rounds']} interleaved rounds per (op, shape), samples of about {m['sample_ms']:g} ms "
-        f"(several calls each for fast ops), medians reported; run took {m['duration_s']:.0f} s. "
+        f"Up to {m['rounds']} interleaved rounds per (op, shape) (at least {m['min_rounds']}; fewer when "
+        f"slow providers would exceed {m['budget_s']:g} s per (op, shape): the count is under each table), "
+        f"samples of about {m['sample_ms']:g} ms (several calls each for fast ops), medians reported; "
+        f"run took {m['duration_s']:.0f} s. "
         f"Load average (1, 5, 15 min) {tuple(round(v, 2) for v in m['load_avg_start'])} at the start and "
         f"{tuple(round(v, 2) for v in m['load_avg_end'])} at the end: on a shared machine, other jobs "
         f"slow every provider, but all providers of one table share one process and are interleaved "
@@ -167,6 +182,7 @@ def markdown(payload: dict) -> str:
         "Backward benchmarks time `torch.autograd.grad(y, x, g, retain_graph=True)` only. "
         "The smaller inputs fit in this CPU's last-level cache, so their floors measure cache, not DRAM, "
         "bandwidth; the ratios compare like with like.\n\n",
+        _load_warning(m),
         "## Targets\n\n",
         "Measured = the median over rounds of the per-round ratio, with its interquartile range (IQR); "
         "a limit inside the IQR means this run cannot tell PASS from MISS reliably.\n\n",
