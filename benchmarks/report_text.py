@@ -149,7 +149,8 @@ def _load_warning(m: dict) -> str:
         return ""
     return (f"**Warning: the machine was busy.** The 1-minute load average reached {peak:.1f} on "
             f"{m['logical_cpus']} CPUs during this run, so other jobs took CPU time from it. Multi-threaded "
-            f"ops then wait for a descheduled thread, times grow and spread (see the ± columns), and a "
+            f"ops then wait for a descheduled thread, so times grow, spread (see the ± columns) and bunch up at "
+            f"multiples of a scheduler time slice whatever the op, and a "
             f"memory floor measured under load understates the machine. Treat absolute times and "
             f"near-limit verdicts with care and rerun the command at a quiet moment.\n\n")
 
@@ -233,6 +234,9 @@ def plot(payload: dict, path) -> None:
         ax.set_ylabel(f"time / {_label(op_name, op.floor).split(' ')[0]}")
         ax.set_title(f"{op.title} (lower is better)")
         ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    m = payload["machine"]
+    fig.suptitle(f"freqalign CPU benchmarks, {m['date_utc']}: {m['cpu_model']}, {m['torch_threads']} threads, "
+                 f"peak 1-min load {m.get('max_load_1min', 0):.1f}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
