@@ -75,7 +75,7 @@ def pixelation(image, level, rng):
 
 
 def color_quantization(image, level, rng):
-    colors = (48, 24, 12, 7, 4)[level]
+    colors = (32, 16, 8, 4, 2)[level]
     quant = Image.fromarray(to_uint8(image)).quantize(
         colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     return np.asarray(quant.convert("RGB"), dtype=np.float32) / 255.0

@@ -10,8 +10,10 @@ Built offline from public-domain photos shipped inside the ``skimage/data`` fold
 
 Crops are square windows of 1x to 3x ``size`` taken at random and resized to ``size`` (box
 filter), rejecting near-flat windows. The label of every sample is the colour MS-SSIM of the
-stored (uint8) distorted crop against its pristine crop (``fr_score``), in [0, 1], higher =
-better; target labels are meant for evaluation only. ``groups`` is the photo (scene) id, so
+stored (uint8) distorted crop against its pristine crop (``fr_score``), raised to the power
+``LABEL_POWER`` = 4 (monotonic, so rank metrics are unchanged; it spreads the labels over
+[0, 1] like a MOS scale instead of bunching them near 1), higher = better. The raw MS-SSIM
+is kept in ``meta["ms_ssim"]``. Target labels are meant for evaluation only. ``groups`` is the photo (scene) id, so
 content-disjoint splits never share a photo. Everything is drawn from ``numpy`` Generators
 seeded by ``seed``, and both domains are cached together in one file.
 """
@@ -36,6 +38,7 @@ DEFAULT_PER_DOMAIN = 3000
 CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
 MIN_CROP_STD = 0.04  # luminance std (0..1) below which a window counts as flat
 LEVELS = 5
+LABEL_POWER = 4  # score = MS-SSIM ** 4: spreads labels over [0, 1] like a MOS scale
 
 # scene name -> files in skimage/data. A scene with two files (the stereo pair) is one group.
 SOURCE_SCENES: Dict[str, Tuple[str, ...]] = {
@@ -101,11 +104,12 @@ def _generate_source(rng, size, n, bar) -> dict:
     ref, dist, groups, kind_ids, levels = [], [], [], [], []
     for g, crops in enumerate(_counts(max(1, n // LEVELS), len(scenes))):
         photos = [_load_photo(skimage_data_dir() / f) for f in SOURCE_SCENES[scenes[g]]]
+        # saturation changes nothing on a grayscale photo: leave it out there
+        usable = [[k for k in kinds if not (k == "saturation" and _is_gray(p))] for p in photos]
         for c in range(crops):
-            photo = photos[c % len(photos)]
-            pristine = _random_crop(photo, size, rng)
-            usable = [k for k in kinds if not (k == "saturation" and _is_gray(photo))]
-            kind = usable[int(rng.integers(len(usable)))]
+            pristine = _random_crop(photos[c % len(photos)], size, rng)
+            usable_here = usable[c % len(photos)]
+            kind = usable_here[int(rng.integers(len(usable_here)))]
             for level in range(LEVELS):
                 dist.append(D.to_uint8(D.apply_source(pristine, kind, level, rng)))
                 ref.append(D.to_uint8(pristine))
@@ -136,13 +140,15 @@ def _generate_target(rng, size, n, bar) -> dict:
                 scene_names=scenes)
 
 
-def _finish(raw: dict, batch: int = 256) -> dict:
-    """Stack to (N, 3, h, w) uint8 tensors and compute the FR labels."""
+def _finish(raw: dict, batch: int = 32) -> dict:
+    """Stack to (N, 3, h, w) uint8 tensors and compute the labels (small batches stay in
+    cache, which is what makes the FR score fast on CPU)."""
     ref = torch.from_numpy(np.stack(raw.pop("ref"))).permute(0, 3, 1, 2).contiguous()
     dist = torch.from_numpy(np.stack(raw.pop("dist"))).permute(0, 3, 1, 2).contiguous()
-    scores = torch.cat([ms_ssim_color(ref[i:i + batch], dist[i:i + batch])
-                        for i in range(0, len(ref), batch)])
-    raw.update(images=dist, scores=scores.numpy(), groups=np.asarray(raw["groups"]))
+    fr = torch.cat([ms_ssim_color(ref[i:i + batch], dist[i:i + batch])
+                    for i in range(0, len(ref), batch)]).numpy()
+    raw.update(images=dist, scores=fr ** LABEL_POWER, ms_ssim=fr,
+               groups=np.asarray(raw["groups"]))
     return raw
 
 
@@ -161,11 +167,18 @@ def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
         raise ValueError(f"n_per_domain must be at least {LEVELS * len(SOURCE_SCENES)} (one "
                          f"crop per source photo at {LEVELS} levels), got {n_per_domain}")
     src_n = (n_per_domain // LEVELS) * LEVELS
-    with tqdm(total=src_n + n_per_domain, desc="embedded dataset", disable=not progress,
-              unit="img") as bar:
-        source = _generate_source(np.random.default_rng([seed, 0]), size, n_per_domain, bar)
-        target = _generate_target(np.random.default_rng([seed, 1]), size, n_per_domain, bar)
-        out = {"source": _finish(source), "target": _finish(target)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small per-crop work: extra threads only contend on a busy CPU
+    try:
+        with tqdm(total=src_n + n_per_domain, desc="embedded dataset", disable=not progress,
+                  unit="img") as bar:
+            source = _generate_source(np.random.default_rng([seed, 0]), size, n_per_domain,
+                                      bar)
+            target = _generate_target(np.random.default_rng([seed, 1]), size, n_per_domain,
+                                      bar)
+            out = {"source": _finish(source), "target": _finish(target)}
+    finally:
+        torch.set_num_threads(threads)
     out["meta"] = {"version": VERSION, "seed": seed, "size": size,
                    "n_per_domain": n_per_domain}
     return out
