@@ -32,7 +32,7 @@ from .base import TensorIQADataset
 from .fr_score import ms_ssim_color
 from .registry import register_dataset
 
-VERSION = "v1"
+VERSION = "v2"
 DEFAULT_SIZE = 64
 DEFAULT_PER_DOMAIN = 3000
 CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
@@ -200,6 +200,7 @@ def _atomic_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
