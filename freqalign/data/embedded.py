@@ -140,13 +140,16 @@ def _generate_target(rng, size, n, bar) -> dict:
                 scene_names=scenes)
 
 
-def _finish(raw: dict, batch: int = 32) -> dict:
+def _finish(raw: dict, bar, batch: int = 32) -> dict:
     """Stack to (N, 3, h, w) uint8 tensors and compute the labels (small batches stay in
     cache, which is what makes the FR score fast on CPU)."""
     ref = torch.from_numpy(np.stack(raw.pop("ref"))).permute(0, 3, 1, 2).contiguous()
     dist = torch.from_numpy(np.stack(raw.pop("dist"))).permute(0, 3, 1, 2).contiguous()
-    fr = torch.cat([ms_ssim_color(ref[i:i + batch], dist[i:i + batch])
-                    for i in range(0, len(ref), batch)]).numpy()
+    fr = []
+    for i in range(0, len(ref), batch):
+        fr.append(ms_ssim_color(ref[i:i + batch], dist[i:i + batch]))
+        bar.update(len(fr[-1]))
+    fr = torch.cat(fr).numpy()
     raw.update(images=dist, scores=fr ** LABEL_POWER, ms_ssim=fr,
                groups=np.asarray(raw["groups"]))
     return raw
@@ -170,13 +173,16 @@ def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small per-crop work: extra threads only contend on a busy CPU
     try:
-        with tqdm(total=src_n + n_per_domain, desc="embedded dataset", disable=not progress,
+        total = src_n + n_per_domain
+        with tqdm(total=total, desc="embedded: crops", disable=not progress,
                   unit="img") as bar:
             source = _generate_source(np.random.default_rng([seed, 0]), size, n_per_domain,
                                       bar)
             target = _generate_target(np.random.default_rng([seed, 1]), size, n_per_domain,
                                       bar)
-            out = {"source": _finish(source), "target": _finish(target)}
+        with tqdm(total=total, desc="embedded: MS-SSIM labels", disable=not progress,
+                  unit="img") as bar:
+            out = {"source": _finish(source, bar), "target": _finish(target, bar)}
     finally:
         torch.set_num_threads(threads)
     out["meta"] = {"version": VERSION, "seed": seed, "size": size,
