@@ -85,7 +85,7 @@ def test_load_embedded_caches_and_hits(tmp_path, monkeypatch):
 def test_registry_opens_embedded_and_rejects_unknown(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "DEFAULT_PER_DOMAIN", 100)  # tiny default for the loader
     ds = open_dataset(f"embedded-target:{tmp_path}", image_size=32, seed=2)
-    assert ds.name == "embedded-target" and ds.images.shape[-1] == 32
+    assert ds.name == "embedded-target" and ds.images.shape == (100, 3, 32, 32)
     with pytest.raises(ValueError, match="known datasets: .*embedded-source"):
         open_dataset("no-such-set")
 

@@ -13,8 +13,8 @@ filter), rejecting near-flat windows. The label of every sample is the colour MS
 stored (uint8) distorted crop against its pristine crop (``fr_score``), raised to the power
 ``LABEL_POWER`` = 4 (monotonic, so rank metrics are unchanged; it spreads the labels over
 [0, 1] like a MOS scale instead of bunching them near 1), higher = better. The raw MS-SSIM
-is kept in ``meta["ms_ssim"]``. Target labels are meant for evaluation only. ``groups`` is the photo (scene) id, so
-content-disjoint splits never share a photo. Everything is drawn from ``numpy`` Generators
+is kept in ``meta["ms_ssim"]``. Target labels are meant for evaluation only. ``groups`` is
+the photo (scene) id, so content-disjoint splits never share a photo. Everything is drawn from ``numpy`` Generators
 seeded by ``seed``, and both domains are cached together in one file.
 """
 import os
@@ -239,9 +239,10 @@ def load_embedded(domain: str, *, cache_dir=None, seed: int = 0, size: int = DEF
 
 
 def _loader(domain: str):
+    """Registry loader: ``embedded-<domain>[:CACHE_DIR]``; ``image_size`` is the crop size."""
     def load(root: Optional[str], *, image_size=None, cache_dir=None, seed=0, skip_bad=False):
         return load_embedded(domain, cache_dir=root or cache_dir, seed=seed,
-                             size=image_size or DEFAULT_SIZE)
+                             size=image_size or DEFAULT_SIZE, n_per_domain=DEFAULT_PER_DOMAIN)
     return load
 
 
