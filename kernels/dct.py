@@ -47,7 +47,7 @@ def _plane_base(p, C, sxb, sxc):
 
 @triton.jit
 def _kronecker_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sxw,
-                      H: tl.constexpr, W: tl.constexpr, KP: tl.constexpr, MERGED: tl.constexpr,
+                      H, W, KP: tl.constexpr, MERGED: tl.constexpr,
                       BLOCK_P: tl.constexpr, PRECISION: tl.constexpr):
     dot_dtype = x_ptr.dtype.element_ty
     j = tl.arange(0, KP)  # flattened input position h * W + w
@@ -73,7 +73,7 @@ def _kronecker_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sx
 
 @triton.jit
 def _separable_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sxw,
-                      H: tl.constexpr, W: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr,
+                      H, W, HP: tl.constexpr, WP: tl.constexpr,
                       BLOCK_P: tl.constexpr, PRECISION: tl.constexpr):
     dot_dtype = x_ptr.dtype.element_ty
     h = tl.arange(0, HP)
@@ -117,30 +117,39 @@ def _reference(x, left, right):
     return (left @ x.to(left.dtype) @ right.transpose(0, 1)).to(x.dtype).contiguous()
 
 
+def launch_config(height: int, width: int, planes: int, dtype: torch.dtype):
+    """(kernel, constexpr arguments and launch options) for a transform of ``planes`` planes of H x W in ``dtype``.
+
+    None when the fused forms do not apply (float64, or a side beyond 64 with H * W > 64).
+    """
+    if dtype == torch.float64:
+        return None
+    precision = fp32_precision() if dtype == torch.float32 else "ieee"
+    if height * width <= KRON_MAX:
+        kp = pow2(height * width, MIN_DOT)
+        block = min(max(TILE // kp, MIN_DOT), pow2(planes, MIN_DOT))
+        return _kronecker_kernel, dict(KP=kp, BLOCK_P=block, PRECISION=precision, num_warps=4, num_stages=3)
+    if max(height, width) > MAX_SIDE:
+        return None
+    hp, wp = pow2(height, MIN_DOT), pow2(width, MIN_DOT)
+    block = min(max(TILE // (hp * wp), 1), pow2(planes))
+    return _separable_kernel, dict(HP=hp, WP=wp, BLOCK_P=block, PRECISION=precision, num_warps=4, num_stages=3)
+
+
 @triton_op("freqalign::triton_transform2d", mutates_args=())
 def transform2d(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     height, width = x.shape[-2], x.shape[-1]
-    kronecker = height * width <= KRON_MAX
-    if x.dtype == torch.float64 or (not kronecker and max(height, width) > MAX_SIDE):
+    x4, planes, channels, (sxb, sxc, sxh, sxw) = _as_planes(x)
+    config = launch_config(height, width, planes, x.dtype)
+    if config is None:
         return _reference(x, left, right)
+    kernel, constexprs = config
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if y.numel() == 0:
         return y
-    left, right = left.contiguous(), right.contiguous()
-    x4, planes, channels, (sxb, sxc, sxh, sxw) = _as_planes(x)
-    precision = fp32_precision() if x.dtype == torch.float32 else "ieee"
-    if kronecker:
-        kp = pow2(height * width, MIN_DOT)
-        block = min(max(TILE // kp, MIN_DOT), pow2(planes, MIN_DOT))
-        grid = (min(triton.cdiv(planes, block), target_programs(x.device)),)
-        wrap_triton(_kronecker_kernel)[grid](
-            x4, left, right, y, planes, channels, sxb, sxc, sxh, sxw, H=height, W=width, KP=kp,
-            MERGED=sxh == width * sxw, BLOCK_P=block, PRECISION=precision, num_warps=4)
-    else:
-        hp, wp = pow2(height, MIN_DOT), pow2(width, MIN_DOT)
-        block = min(max(TILE // (hp * wp), 1), pow2(planes))
-        grid = (min(triton.cdiv(planes, block), target_programs(x.device)),)
-        wrap_triton(_separable_kernel)[grid](
-            x4, left, right, y, planes, channels, sxb, sxc, sxh, sxw, H=height, W=width, HP=hp, WP=wp,
-            BLOCK_P=block, PRECISION=precision, num_warps=4)
+    if kernel is _kronecker_kernel:
+        constexprs["MERGED"] = sxh == width * sxw
+    grid = (min(triton.cdiv(planes, constexprs["BLOCK_P"]), target_programs(x.device)),)
+    wrap_triton(kernel)[grid](x4, left.contiguous(), right.contiguous(), y, planes, channels,
+                              sxb, sxc, sxh, sxw, height, width, **constexprs)
     return y

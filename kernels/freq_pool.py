@@ -17,8 +17,9 @@ ungrouped the dot ``g (BLOCK_C, BLOCK_K) @ filters (BLOCK_K, BLOCK_HW)``. Never 
 
 Block rule (tile of about 4096 elements): ``BLOCK_HW = min(next_pow2(H*W), 1024)`` and
 ``BLOCK_C = 4096 // BLOCK_HW`` for NCHW rows; for channels_last ``BLOCK_C = min(next_pow2(C), 64)``
-(256 B contiguous per fp32 row) and ``BLOCK_HW = 4096 // BLOCK_C``; every tl.dot dimension at
-least 16. Inputs of any floating dtype accumulate in fp32; the ungrouped dots use ``tf32x3``
+(256 B contiguous per fp32 row) and ``BLOCK_HW = 4096 // BLOCK_C``. The ungrouped tl.dot tiles
+keep every side in [16, 64] (``BLOCK_K = min(next_pow2(K), 64)``) and 2 pipeline stages, so their
+shared memory stays at or under 80 KB in fp32 (checked by compiling for sm_90 in the tests). Inputs of any floating dtype accumulate in fp32; the ungrouped dots use ``tf32x3``
 (``tf32`` when torch's float32 matmul precision allows it) for fp32, and ``tf32`` for fp16/bf16,
 whose values are exact in tf32. float64 goes to the plain-PyTorch reference (cuBLAS).
 """
@@ -29,13 +30,15 @@ from torch.library import triton_op, wrap_triton
 
 from ._utils import MIN_DOT, TILE, fp32_precision, pow2, target_programs
 
-MAX_BLOCK_HW = 1024
+MAX_BLOCK_HW = 1024  # grouped (multiply-and-sum) tiles
+MAX_DOT_BLOCK = 64  # every side of an ungrouped tl.dot tile: keeps shared memory <= 80 KB in fp32
 MAX_BLOCK_K = 64
 CL_BLOCK_C = 64
+DOT_STAGES = 2  # software-pipelining depth of the ungrouped dot loops (3 would need up to 112 KB)
 
 
 @triton.jit
-def _hw_offsets(hw, W: tl.constexpr, sh, sw, MERGED: tl.constexpr):
+def _hw_offsets(hw, W, sh, sw, MERGED: tl.constexpr):
     """Element offsets of flattened positions ``hw = h * W + w``; one multiply when (H, W) merge."""
     if MERGED:
         return hw.to(tl.int64) * sw
@@ -44,7 +47,7 @@ def _hw_offsets(hw, W: tl.constexpr, sh, sw, MERGED: tl.constexpr):
 
 @triton.jit
 def _pool_forward_kernel(x_ptr, f_ptr, out_ptr, C, K, K_BLOCKS, GROUP, span, sxb, sxc, sxh, sxw, sob, soc, sos,
-                         H: tl.constexpr, W: tl.constexpr, MERGED: tl.constexpr, GROUPED: tl.constexpr,
+                         HW, W, MERGED: tl.constexpr, GROUPED: tl.constexpr,
                          BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_K: tl.constexpr,
                          PRECISION: tl.constexpr):
     b = tl.program_id(0)
@@ -54,10 +57,10 @@ def _pool_forward_kernel(x_ptr, f_ptr, out_ptr, C, K, K_BLOCKS, GROUP, span, sxb
     live_c = c < C
     row = b.to(tl.int64) * sxb + c.to(tl.int64) * sxc
     start = split * span
-    stop = tl.minimum(start + span, H * W)
+    stop = tl.minimum(start + span, HW)
     if GROUPED:
         acc = tl.zeros((BLOCK_C, BLOCK_HW), dtype=tl.float32)
-        bank = (c // GROUP) * (H * W)
+        bank = (c // GROUP) * HW
     else:
         acc = tl.zeros((BLOCK_C, BLOCK_K), dtype=tl.float32)
     for first in range(start, stop, BLOCK_HW):
@@ -69,7 +72,7 @@ def _pool_forward_kernel(x_ptr, f_ptr, out_ptr, C, K, K_BLOCKS, GROUP, span, sxb
             f = tl.load(f_ptr + bank[:, None] + hw[None, :], mask=live_c[:, None] & live_hw[None, :], other=0.0)
             acc += x * f.to(tl.float32)
         else:
-            ft = tl.load(f_ptr + k[None, :] * (H * W) + hw[:, None],
+            ft = tl.load(f_ptr + k[None, :] * HW + hw[:, None],
                          mask=live_hw[:, None] & (k < K)[None, :], other=0.0)
             acc = tl.dot(x, ft.to(tl.float32), acc, input_precision=PRECISION)
     out = out_ptr + split.to(tl.int64) * sos + b.to(tl.int64) * sob + c.to(tl.int64) * soc
@@ -82,7 +85,7 @@ def _pool_forward_kernel(x_ptr, f_ptr, out_ptr, C, K, K_BLOCKS, GROUP, span, sxb
 
 @triton.jit
 def _pool_backward_kernel(g_ptr, f_ptr, out_ptr, C, K, GROUP, sgb, sgc, sgk,
-                          HW: tl.constexpr, GROUPED: tl.constexpr, BLOCK_C: tl.constexpr,
+                          HW, GROUPED: tl.constexpr, BLOCK_C: tl.constexpr,
                           BLOCK_HW: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
     b = tl.program_id(0)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -111,23 +114,41 @@ def _precision(dtype: torch.dtype) -> str:
     return fp32_precision() if dtype == torch.float32 else "tf32"
 
 
-def _forward_blocks(x: torch.Tensor, grouped: bool, k: int):
-    """(BLOCK_C, BLOCK_HW, BLOCK_K, K_BLOCKS, SPLIT, span) by the rule in the module docstring."""
-    batch, channels, height, width = x.shape
+def forward_config(shape, strides, grouped: bool, k: int, dtype: torch.dtype, programs: int) -> dict:
+    """Launch parameters of the forward kernel by the block rule of the module docstring.
+
+    Constexpr arguments in upper case, then the launch options; ``k_blocks``, ``split`` and
+    ``span`` size the grid.
+    ``programs`` is how many programs fill the device (``target_programs``).
+    """
+    batch, channels, height, width = shape
     hw = height * width
     lo = 1 if grouped else MIN_DOT
     block_k = 1 if grouped else min(pow2(k, MIN_DOT), MAX_BLOCK_K)
-    if x.stride(1) == 1 and channels > 1:  # channels_last: channels are the contiguous axis
+    max_hw = MAX_BLOCK_HW if grouped else MAX_DOT_BLOCK
+    if strides[1] == 1 and channels > 1:  # channels_last: channels are the contiguous axis
         block_c = max(min(pow2(channels), CL_BLOCK_C), lo)
-        block_hw = max(min(TILE // block_c, pow2(hw)), lo)
+        block_hw = max(min(TILE // block_c, pow2(hw), max_hw), lo)
     else:
-        block_hw = max(min(pow2(hw), MAX_BLOCK_HW), lo)
-        block_c = max(min(TILE // block_hw, pow2(channels)), lo)
+        block_hw = max(min(pow2(hw), max_hw), lo)
+        block_c = max(min(TILE // block_hw, pow2(channels), max_hw if not grouped else TILE), lo)
     k_blocks = 1 if grouped else triton.cdiv(k, block_k)
-    programs = batch * triton.cdiv(channels, block_c) * k_blocks
-    split = max(1, min(triton.cdiv(target_programs(x.device), programs), triton.cdiv(hw, block_hw)))
+    tiles = batch * triton.cdiv(channels, block_c) * k_blocks
+    split = max(1, min(triton.cdiv(programs, tiles), triton.cdiv(hw, block_hw)))
     span = triton.cdiv(triton.cdiv(hw, split), block_hw) * block_hw
-    return block_c, block_hw, block_k, k_blocks, triton.cdiv(hw, span), span
+    return dict(BLOCK_C=block_c, BLOCK_HW=block_hw, BLOCK_K=block_k, MERGED=strides[2] == width * strides[3],
+                GROUPED=grouped, PRECISION=_precision(dtype), num_warps=4, num_stages=DOT_STAGES,
+                k_blocks=k_blocks, split=triton.cdiv(hw, span), span=span)
+
+
+def backward_config(channels: int, hw: int, k: int, grouped: bool, dtype: torch.dtype) -> dict:
+    """Constexpr arguments and launch options of the backward kernel (same block rule, NCHW output)."""
+    lo = 1 if grouped else MIN_DOT
+    block_hw = max(min(pow2(hw), MAX_BLOCK_HW if grouped else MAX_DOT_BLOCK), lo)
+    block_c = max(min(TILE // block_hw, pow2(channels), TILE if grouped else MAX_DOT_BLOCK), lo)
+    block_k = 1 if grouped else min(pow2(k, MIN_DOT), MAX_BLOCK_K)
+    return dict(GROUPED=grouped, BLOCK_C=block_c, BLOCK_HW=block_hw, BLOCK_K=block_k, PRECISION=_precision(dtype),
+                num_warps=4, num_stages=DOT_STAGES)
 
 
 def _reference_forward(x, filters, grouped):
@@ -151,19 +172,17 @@ def pool_forward(x: torch.Tensor, filters: torch.Tensor, grouped: bool) -> torch
     shape = (batch, channels) if grouped else (batch, channels, k)
     if x.numel() == 0:
         return torch.zeros(shape, dtype=x.dtype, device=x.device)
-    filters = filters.contiguous()
-    block_c, block_hw, block_k, k_blocks, split, span = _forward_blocks(x, grouped, k)
+    config = forward_config(x.shape, x.stride(), grouped, k, x.dtype, target_programs(x.device))
+    k_blocks, split, span = config.pop("k_blocks"), config.pop("split"), config.pop("span")
     if split == 1:
         out = torch.empty(shape, dtype=x.dtype, device=x.device)
     else:
         out = torch.empty((split,) + shape, dtype=torch.float32, device=x.device)
     so = out.stride()[-len(shape):]
-    grid = (batch, triton.cdiv(channels, block_c), split * k_blocks)
+    grid = (batch, triton.cdiv(channels, config["BLOCK_C"]), split * k_blocks)
     wrap_triton(_pool_forward_kernel)[grid](
-        x, filters, out, channels, k, k_blocks, channels // k if grouped else 1, span, *x.stride(),
-        so[0], so[1], out.stride(0) if split > 1 else 0,
-        H=height, W=width, MERGED=x.stride(2) == width * x.stride(3), GROUPED=grouped,
-        BLOCK_C=block_c, BLOCK_HW=block_hw, BLOCK_K=block_k, PRECISION=_precision(x.dtype), num_warps=4)
+        x, filters.contiguous(), out, channels, k, k_blocks, channels // k if grouped else 1, span, *x.stride(),
+        so[0], so[1], out.stride(0) if split > 1 else 0, height * width, width, **config)
     return out if split == 1 else out.sum(0).to(x.dtype)
 
 
@@ -177,15 +196,9 @@ def pool_backward(grad: torch.Tensor, filters: torch.Tensor, grouped: bool) -> t
     out = torch.empty((batch, channels, height, width), dtype=grad.dtype, device=grad.device)
     if out.numel() == 0:
         return out
-    filters = filters.contiguous()
-    lo = 1 if grouped else MIN_DOT
-    block_hw = max(min(pow2(hw), MAX_BLOCK_HW), lo)
-    block_c = max(min(TILE // block_hw, pow2(channels)), lo)
-    block_k = 1 if grouped else min(pow2(k, MIN_DOT), MAX_BLOCK_K)
-    sgk = 0 if grouped else grad.stride(2)
-    grid = (batch, triton.cdiv(channels, block_c), triton.cdiv(hw, block_hw))
+    config = backward_config(channels, hw, k, grouped, grad.dtype)
+    grid = (batch, triton.cdiv(channels, config["BLOCK_C"]), triton.cdiv(hw, config["BLOCK_HW"]))
     wrap_triton(_pool_backward_kernel)[grid](
-        grad, filters, out, channels, k, channels // k if grouped else 1, grad.stride(0), grad.stride(1), sgk,
-        HW=hw, GROUPED=grouped, BLOCK_C=block_c, BLOCK_HW=block_hw, BLOCK_K=block_k,
-        PRECISION=_precision(grad.dtype), num_warps=4)
+        grad, filters.contiguous(), out, channels, k, channels // k if grouped else 1, grad.stride(0),
+        grad.stride(1), 0 if grouped else grad.stride(2), hw, **config)
     return out

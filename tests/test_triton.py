@@ -37,6 +37,58 @@ def test_interpreter_run():
     assert " passed" in proc.stdout and " failed" not in proc.stdout, proc.stdout[-2000:]
 
 
+H100_SHARED_MEMORY = 232448  # bytes one block may use on sm_90 (227 KB)
+
+
+def _compile_sm90(kernel, pointers, config):
+    """Compile ``kernel`` for sm_90 ahead of time (no GPU needed) with a launcher's config.
+
+    ``config`` holds the constexpr arguments and the launch options; ints are typed i32.
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    options = {key: config[key] for key in ("num_warps", "num_stages")}
+    constexprs = {key: value for key, value in config.items() if key not in options}
+    signature = {name: "constexpr" if name in constexprs else pointers.get(name, "i32") for name in kernel.arg_names}
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    assert compiled.metadata.shared <= H100_SHARED_MEMORY, (kernel.__name__, config, compiled.metadata.shared)
+    return compiled
+
+
+@pytest.mark.skipif(IN_INTERPRETER, reason="needs the compiling (non-interpreter) triton")
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_kernels_compile_for_sm90(dtype):
+    """Every kernel compiles to an sm_90 cubin at representative launch configs.
+
+    The interpreter accepts things the GPU compiler rejects (tl.dot shapes, layouts), so this
+    runs Triton's real NVIDIA pipeline (TTIR -> PTX -> ptxas) without a GPU.
+    """
+    pytest.importorskip("triton", reason="triton is not installed")
+    from freqalign.kernels import dct, freq_pool
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    acc = "*fp32"
+    for size in [(7, 7), (14, 14), (32, 32), (56, 56)]:
+        kernel, constexprs = dct.launch_config(*size, 32 * 2048, torch_dtype)
+        if kernel is dct._kronecker_kernel:
+            constexprs["MERGED"] = True
+        _compile_sm90(kernel, dict(x_ptr=f"*{dtype}", left_ptr=acc, right_ptr=acc, y_ptr=f"*{dtype}"), constexprs)
+    for shape, channels_last, grouped, k in [((32, 2048, 7, 7), False, True, 16), ((32, 2048, 7, 7), True, False, 16),
+                                             ((8, 256, 56, 56), False, False, 49), ((8, 256, 56, 56), True, True, 4)]:
+        b, c, h, w = shape
+        strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
+        config = freq_pool.forward_config(shape, strides, grouped, k, torch_dtype, 1056)
+        for key in ("k_blocks", "split", "span"):
+            config.pop(key)
+        out = "*fp32" if dtype == "fp32" else f"*{dtype}"
+        _compile_sm90(freq_pool._pool_forward_kernel, dict(x_ptr=f"*{dtype}", f_ptr=acc, out_ptr=out), config)
+        _compile_sm90(freq_pool._pool_backward_kernel, dict(g_ptr=f"*{dtype}", f_ptr=acc, out_ptr=f"*{dtype}"),
+                      freq_pool.backward_config(c, h * w, k, grouped, torch_dtype))
+
+
 @pytest.fixture
 def triton_backend():
     status = freqalign.backends()["triton"]
