@@ -26,7 +26,7 @@ def extension_modules():
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3", "-std=c++20", "-fopenmp"]
+    cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-Wno-psabi"]
     with_cuda = _flag("FREQALIGN_BUILD_CUDA", "1") and CUDA_HOME is not None
     if with_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")

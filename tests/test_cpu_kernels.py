@@ -68,6 +68,17 @@ def test_transform2d_any_leading_dims(shape):
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(70001, 1, 1), (9001, 3, 5), (3001, 7, 7), (1001, 14, 13)])
+def test_transform2d_many_planes_across_threads(dtype, shape):
+    """Many planes: split over threads, rows written in place with lanes spilling into the next plane."""
+    x = torch.randn(*shape, dtype=torch.float64)
+    left, right = torch.randn(shape[1], shape[1], dtype=torch.float64), torch.randn(shape[2], shape[2], dtype=torch.float64)
+    want = torch_ref.transform2d(x, left, right)
+    got = ops.transform2d(x.to(dtype), left.to(dtype), right.to(dtype))
+    assert_close_scaled(got, want, 1e-12 if dtype == torch.float64 else 2e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("size", [(3, 5), (14, 14), (56, 56)])
 def test_transform2d_low_precision(dtype, size):

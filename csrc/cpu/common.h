@@ -2,8 +2,9 @@
 //
 // The hot loops live in *_kernels.inc files written with GCC/Clang vector extensions. Each .cpp
 // includes its .inc once per instruction set inside its own namespace (a `#pragma GCC target`
-// region), so one portable binary carries a baseline (SSE2), an AVX2+FMA and an AVX-512 build of
-// every kernel and picks one at run time (never -march=native).
+// region), so one portable binary carries a baseline (SSE2) and an AVX2+FMA build of every kernel
+// and picks one at run time (never -march=native). An AVX-512 build measured no faster on the
+// dev machine (the DCT reached the same GFLOP/s, pooling is memory-bound), so there is none.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,9 +30,9 @@ struct AccOf<double> {
 template <typename T>
 using acc_t = typename AccOf<T>::type;
 
-enum class Isa { base, avx2, avx512 };
+enum class Isa { base, avx2 };
 
-// The widest instruction set this CPU runs (checked once); FREQALIGN_CPU_ISA=base|avx2 caps it.
+// The widest instruction set this CPU runs (checked once); FREQALIGN_CPU_ISA=base forces the baseline.
 Isa cpu_isa();
 
 inline at::ScalarType accumulation_dtype(at::ScalarType t) {
@@ -68,9 +69,6 @@ struct PoolGeom {
 #define FREQALIGN_ISA_CALL(FN, ...)                        \
   do {                                                     \
     switch (::freqalign::cpu::cpu_isa()) {                 \
-      case ::freqalign::cpu::Isa::avx512:                  \
-        isa_avx512::FN(__VA_ARGS__);                       \
-        break;                                             \
       case ::freqalign::cpu::Isa::avx2:                    \
         isa_avx2::FN(__VA_ARGS__);                         \
         break;                                             \

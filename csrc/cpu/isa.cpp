@@ -12,16 +12,9 @@ static Isa detect() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::avx2;
-  if (best == Isa::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    best = Isa::avx512;
 #endif
   const char* cap = std::getenv("FREQALIGN_CPU_ISA");
-  if (cap != nullptr) {
-    const std::string name(cap);
-    if (name == "base") best = Isa::base;
-    if (name == "avx2" && best == Isa::avx512) best = Isa::avx2;
-  }
+  if (cap != nullptr && std::string(cap) == "base") best = Isa::base;
   return best;
 }
 

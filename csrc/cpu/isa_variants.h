@@ -1,5 +1,5 @@
 // Paste the kernel file FREQALIGN_KERNELS once per instruction set, each in its own namespace
-// (isa_base, isa_avx2, isa_avx512) compiled for that target; FREQALIGN_ISA_CALL picks one at run
+// (isa_base: the x86-64 baseline, SSE2; isa_avx2: AVX2+FMA+F16C) compiled for that target; FREQALIGN_ISA_CALL picks one at run
 // time. Include this after common.h and every system header (nothing may be included in a
 // target region).
 #ifndef FREQALIGN_KERNELS
@@ -32,25 +32,7 @@ namespace isa_avx2 {
 #pragma GCC pop_options
 #endif
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
-#endif
-#define FA_VBYTES 64
-namespace isa_avx512 {
-#include "simd.inc"
-#include FREQALIGN_KERNELS
-}  // namespace isa_avx512
-#undef FA_VBYTES
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
 #else
 // Other architectures: one portable build (the compiler vectorises for its baseline).
 namespace isa_avx2 = isa_base;
-namespace isa_avx512 = isa_base;
 #endif
