@@ -16,13 +16,11 @@ from kernel_checks import check_dct_roundtrip, check_nan_propagates, check_pool,
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU is visible")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-DCT_SIZES = [(1, 1), (3, 5), (7, 7), (12, 12), (13, 9), (14, 14), (33, 20), (32, 32), (56, 56), (64, 64), (1, 96),
-             (100, 72)]
-POOL_SIZES = [(1, 1), (3, 5), (7, 7), (13, 9), (14, 14), (33, 20), (56, 56)]
-LAYOUTS = ["channels_last", "transposed", "misaligned"]
+DCT_SIZES = [(1, 1), (3, 5), (7, 7), (13, 9), (14, 14), (33, 20), (32, 32), (56, 56), (1, 96), (100, 72)]
+POOL_SIZES = [(1, 1), (3, 5), (7, 7), (14, 14), (33, 20), (56, 56)]
 
 
-@pytest.fixture(params=["torch", "cuda", "triton"])
+@pytest.fixture(params=["torch", "cuda", "triton"], ids=lambda name: f"{name}_backend")
 def gpu_backend(request):
     status = freqalign.backends()[request.param]
     if status != "available":
@@ -93,6 +91,7 @@ def test_freq_pool_large_map_split_and_many_filters(gpu_backend, grouped, dtype)
     check_pool((2, 8, 56, 56), 8, grouped, "mean", dtype, "cuda")  # few channels: H*W split over programs
     check_pool((2, 8, 56, 56), 8, grouped, "mean", dtype, "cuda", "channels_last")
     check_pool((2, 98, 7, 7), 49, grouped, "ortho", dtype, "cuda")  # all 49 frequencies: several filter passes
+    check_pool((2, 8, 7, 7), 8, grouped, "ortho", dtype, "cuda", "channels_last")  # C < one channel tile
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -100,9 +99,9 @@ def test_nan_propagates(gpu_backend, dtype):
     check_nan_propagates(dtype, "cuda")
 
 
-@pytest.mark.parametrize("size", [(1, 1), (3, 5), (7, 7), (14, 14), (33, 20)], ids=str)
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (7, 7), (14, 14)], ids=str)
 def test_gradcheck_float64(gpu_backend, size):
-    x = torch.randn(2, 4, *size, dtype=torch.float64, device="cuda", requires_grad=True)
+    x = torch.randn(1, 2, *size, dtype=torch.float64, device="cuda", requires_grad=True)
     assert torch.autograd.gradcheck(freqalign.dct2d, (x,))
     assert torch.autograd.gradcheck(freqalign.idct2d, (x,))
     assert torch.autograd.gradgradcheck(freqalign.dct2d, (x,))
@@ -112,9 +111,11 @@ def test_gradcheck_float64(gpu_backend, size):
         assert torch.autograd.gradgradcheck(lambda t: freqalign.freq_pool(t, freqs, grouped=grouped), (x,))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32], ids=str)
 def test_torch_compile_fullgraph(gpu_backend, dtype):
     """torch.compile traces the op (into the Triton kernels for triton) and matches eager, with grads."""
+    if gpu_backend == "torch":
+        pytest.skip("plain-PyTorch ops: nothing of freqalign's to trace (and inductor time is scarce)")
     torch._dynamo.reset()
 
     def step(t):
@@ -125,6 +126,6 @@ def test_torch_compile_fullgraph(gpu_backend, dtype):
     (eager_grad,) = torch.autograd.grad(eager, x)
     compiled = torch.compile(step, fullgraph=True)(x)
     (compiled_grad,) = torch.autograd.grad(compiled, x)
-    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    tol = 1e-4
     torch.testing.assert_close(compiled.float(), eager.float(), rtol=tol, atol=tol)
     torch.testing.assert_close(compiled_grad.float(), eager_grad.float(), rtol=tol, atol=tol)
