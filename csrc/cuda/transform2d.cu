@@ -3,7 +3,7 @@
 // One block owns NP planes at a time (persistent grid, the matrices staged in shared memory once
 // per block): the planes are read once, coalesced, into shared memory; stage 1 gives each
 // thread one plane row and computes t = x @ right^T (the row in registers, right read as
-// warp-wide broadcasts); stage 2 gives each thread one plane column and computes y = left @ t;
+// warp-wide broadcasts, 16 bytes at a time); stage 2 gives each thread one plane column and computes y = left @ t;
 // the result is written back once, coalesced. Arithmetic is exact fp32 (fp64 for fp64) on the
 // CUDA cores, with no padding waste at 7x7 or 14x14. Planes wider than 64 are computed by ATen
 // matmuls (cuBLAS) instead, where the work is compute-bound anyway.
@@ -29,6 +29,7 @@ struct PlaneGeom {
   int64_t P, C;                  // planes, and the channel count that splits p into (b, c)
   int64_t sb, sc, sh, sw;        // element strides of x viewed as (B, C, H, W)
   int H, W, WS, NP;              // WS: padded shared-memory row stride; NP: planes per block
+  int LS, RS;                    // row strides of the staged matrices: H and W rounded up to 16 bytes
   bool contiguous;               // planes dense and consecutive: plane p starts at p * H * W
   at::cuda::detail::IntDivider<unsigned int> divW, divH;
 };
@@ -37,14 +38,16 @@ template <typename T, typename A, int MAXN>
 __global__ void __launch_bounds__(kThreads)
     transform2d_kernel(const T* __restrict__ x, const A* __restrict__ left, const A* __restrict__ right,
                        T* __restrict__ y, PlaneGeom g) {
+  constexpr int VA = 16 / sizeof(A);  // matrix entries per 16-byte shared-memory load
+  using Row = Vec<A, VA>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const int H = g.H, W = g.W, WS = g.WS, HW = H * W;
-  A* Ls = reinterpret_cast<A*>(smem_raw);  // left, H x H
-  A* Rs = Ls + H * H;                      // right, W x W
-  A* Xs = Rs + W * W;                      // NP * H rows of stride WS: x, then y
+  const int H = g.H, W = g.W, WS = g.WS, HW = H * W, LS = g.LS, RS = g.RS;
+  A* Ls = reinterpret_cast<A*>(smem_raw);  // left, H rows of stride LS, zero-padded
+  A* Rs = Ls + H * LS;                     // right, W rows of stride RS, zero-padded
+  A* Xs = Rs + W * RS;                     // NP * H rows of stride WS: x, then y
   A* Ts = Xs + g.NP * H * WS;              // t = x @ right^T
-  for (int e = threadIdx.x; e < H * H; e += kThreads) Ls[e] = left[e];
-  for (int e = threadIdx.x; e < W * W; e += kThreads) Rs[e] = right[e];
+  for (int e = threadIdx.x; e < H * LS; e += kThreads) Ls[e] = e % LS < H ? left[(e / LS) * H + e % LS] : A(0);
+  for (int e = threadIdx.x; e < W * RS; e += kThreads) Rs[e] = e % RS < W ? right[(e / RS) * W + e % RS] : A(0);
 
   const int64_t blocks = (g.P + g.NP - 1) / g.NP;
   for (int64_t blk = blockIdx.x; blk < blocks; blk += gridDim.x) {
@@ -71,10 +74,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int w = 0; w < MAXN; ++w) xr[w] = w < W ? Xs[task * WS + w] : A(0);
       for (int v = 0; v < W; ++v) {
+        const Row* row = reinterpret_cast<const Row*>(Rs + v * RS);
         A acc = A(0);
 #pragma unroll
-        for (int w = 0; w < MAXN; ++w) {
-          if (w < W) acc += xr[w] * Rs[v * W + w];
+        for (int q = 0; q < MAXN / VA; ++q) {
+          if (q * VA < W) {  // the padding of xr and of the row is zero
+            const Row r = row[q];
+#pragma unroll
+            for (int t = 0; t < VA; ++t) acc += xr[q * VA + t] * r.v[t];
+          }
         }
         Ts[task * WS + v] = acc;
       }
@@ -88,10 +96,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int h = 0; h < MAXN; ++h) tc[h] = h < H ? Ts[base + h * WS] : A(0);
       for (int u = 0; u < H; ++u) {
+        const Row* row = reinterpret_cast<const Row*>(Ls + u * LS);
         A acc = A(0);
 #pragma unroll
-        for (int h = 0; h < MAXN; ++h) {
-          if (h < H) acc += Ls[u * H + h] * tc[h];
+        for (int q = 0; q < MAXN / VA; ++q) {
+          if (q * VA < H) {
+            const Row l = row[q];
+#pragma unroll
+            for (int t = 0; t < VA; ++t) acc += l.v[t] * tc[q * VA + t];
+          }
         }
         Xs[base + u * WS] = acc;
       }
@@ -144,13 +157,15 @@ at::Tensor transform2d_cuda(const at::Tensor& x, const at::Tensor& left, const a
   if (x4.dim() > 4) x4 = x4.reshape({-1, H, W});
   if (x4.dim() == 3) x4 = x4.unsqueeze(0);
 
-  const int acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4;
+  const int acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4, per_load = 16 / acc_bytes;
   const int WS = W % 2 == 0 ? static_cast<int>(W) + 1 : static_cast<int>(W);
-  const int64_t fixed = (H * H + W * W) * acc_bytes, per_plane = 2 * H * WS * acc_bytes;
+  const int LS = static_cast<int>(ceil_div(H, per_load) * per_load);
+  const int RS = static_cast<int>(ceil_div(W, per_load) * per_load);
+  const int64_t fixed = (H * LS + W * RS) * acc_bytes, per_plane = 2 * H * WS * acc_bytes;
   int64_t np = ceil_div(kThreads, std::min(H, W));
   np = std::max<int64_t>(1, std::min(np, (kSmemBudget - fixed) / per_plane));
   PlaneGeom g{x4.size(0) * x4.size(1), x4.size(1), x4.stride(0), x4.stride(1), x4.stride(2), x4.stride(3),
-              static_cast<int>(H), static_cast<int>(W), WS, static_cast<int>(np), x4.is_contiguous(),
+              static_cast<int>(H), static_cast<int>(W), WS, static_cast<int>(np), LS, RS, x4.is_contiguous(),
               at::cuda::detail::IntDivider<unsigned int>(static_cast<unsigned>(W)),
               at::cuda::detail::IntDivider<unsigned int>(static_cast<unsigned>(H))};
   const int64_t smem = fixed + np * per_plane;
