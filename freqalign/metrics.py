@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.special import expit
 
 _KRCC_CELLS = 4_000_000  # pair comparisons held in memory at once
 
@@ -96,8 +97,8 @@ def krcc(pred, true) -> float:
 
 
 def logistic4(x, b1, b2, b3, b4):
-    """VQEG's 4-parameter logistic."""
-    return (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4))) + b2
+    """VQEG's 4-parameter logistic (computed with ``expit``: no overflow far from b3)."""
+    return (b1 - b2) * expit((np.asarray(x) - b3) / np.abs(b4)) + b2
 
 
 def fit_logistic(pred, true):
