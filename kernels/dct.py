@@ -39,15 +39,20 @@ KRON_MAX = 64  # largest H * W for the Kronecker form
 
 
 @triton.jit
-def _plane_base(p, C, sxb, sxc):
-    """Element offset of plane ``p = b * C + c`` of a (B, C, H, W) tensor with strides sxb, sxc."""
+def _plane_base(p, C, sxb, sxc, FLAT_PLANES: tl.constexpr):
+    """Element offset of plane ``p = b * C + c`` of a (B, C, H, W) tensor with strides sxb, sxc.
+
+    FLAT_PLANES (``sxb == C * sxc``, e.g. contiguous x): one multiply instead of a 64-bit division.
+    """
     p64 = p.to(tl.int64)
+    if FLAT_PLANES:
+        return p64 * sxc
     return (p64 // C) * sxb + (p64 % C) * sxc
 
 
 @triton.jit
 def _kronecker_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sxw,
-                      H, W, KP: tl.constexpr, MERGED: tl.constexpr,
+                      H, W, KP: tl.constexpr, MERGED: tl.constexpr, FLAT_PLANES: tl.constexpr,
                       BLOCK_P: tl.constexpr, PRECISION: tl.constexpr):
     dot_dtype = x_ptr.dtype.element_ty
     j = tl.arange(0, KP)  # flattened input position h * W + w
@@ -65,7 +70,8 @@ def _kronecker_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sx
     for blk in range(tl.program_id(0), tl.cdiv(P, BLOCK_P), tl.num_programs(0)):
         p = blk * BLOCK_P + rows
         mask = (p < P)[:, None] & (j < H * W)[None, :]
-        x = tl.load(x_ptr + _plane_base(p, C, sxb, sxc)[:, None] + offs_in[None, :], mask=mask, other=0.0)
+        x = tl.load(x_ptr + _plane_base(p, C, sxb, sxc, FLAT_PLANES)[:, None] + offs_in[None, :], mask=mask,
+                    other=0.0)
         y = tl.dot(x.to(dot_dtype), kt, input_precision=PRECISION)
         out = p.to(tl.int64)[:, None] * (H * W) + i[None, :]
         tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -73,7 +79,7 @@ def _kronecker_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sx
 
 @triton.jit
 def _separable_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sxw,
-                      H, W, HP: tl.constexpr, WP: tl.constexpr,
+                      H, W, HP: tl.constexpr, WP: tl.constexpr, FLAT_PLANES: tl.constexpr,
                       BLOCK_P: tl.constexpr, PRECISION: tl.constexpr):
     dot_dtype = x_ptr.dtype.element_ty
     h = tl.arange(0, HP)
@@ -91,7 +97,7 @@ def _separable_kernel(x_ptr, left_ptr, right_ptr, y_ptr, P, C, sxb, sxc, sxh, sx
     for blk in range(tl.program_id(0), tl.cdiv(P, BLOCK_P), tl.num_programs(0)):
         p = blk * BLOCK_P + planes
         live = (p < P)[:, None, None]
-        x = tl.load(x_ptr + _plane_base(p, C, sxb, sxc)[:, None, None] + in_plane,
+        x = tl.load(x_ptr + _plane_base(p, C, sxb, sxc, FLAT_PLANES)[:, None, None] + in_plane,
                     mask=live & in_mask, other=0.0)
         t = tl.dot(tl.reshape(x.to(dot_dtype), (BLOCK_P * HP, WP)), rt, input_precision=PRECISION)
         t = tl.permute(tl.reshape(t, (BLOCK_P, HP, WP)), (0, 2, 1))  # t[p, v, h]
@@ -149,6 +155,7 @@ def transform2d(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> tor
         return y
     if kernel is _kronecker_kernel:
         constexprs["MERGED"] = sxh == width * sxw
+    constexprs["FLAT_PLANES"] = x4.shape[0] == 1 or sxb == channels * sxc
     grid = (min(triton.cdiv(planes, constexprs["BLOCK_P"]), target_programs(x.device)),)
     wrap_triton(kernel)[grid](x4, left.contiguous(), right.contiguous(), y, planes, channels,
                               sxb, sxc, sxh, sxw, height, width, **constexprs)

@@ -75,6 +75,7 @@ def test_kernels_compile_for_sm90(dtype):
         kernel, constexprs = dct.launch_config(*size, 32 * 2048, torch_dtype)
         if kernel is dct._kronecker_kernel:
             constexprs["MERGED"] = True
+        constexprs["FLAT_PLANES"] = True
         _compile_sm90(kernel, dict(x_ptr=f"*{dtype}", left_ptr=acc, right_ptr=acc, y_ptr=f"*{dtype}"), constexprs)
     for shape, channels_last, grouped, k in [((32, 2048, 7, 7), False, True, 16), ((32, 2048, 7, 7), True, False, 16),
                                              ((8, 256, 56, 56), False, False, 49), ((8, 256, 56, 56), True, True, 4)]:

@@ -16,6 +16,8 @@
 // sum_k g[b, c, k] * filters[k]; never a (B, C, K, H, W) intermediate.
 #include "common.cuh"
 
+#include <algorithm>
+
 #include <torch/library.h>
 
 namespace freqalign {
@@ -24,12 +26,14 @@ namespace {
 
 constexpr int kWarps = 8;     // warps per block
 constexpr int kFilters = 16;  // filters per pass of the ungrouped forward
+using Divider = at::cuda::detail::IntDivider<unsigned int>;  // multiply-shift division, operands < 2^31
 
 struct PoolGeom {
   int64_t B, C, HW, W, K, G;  // G: channels per group (grouped pooling)
   int64_t sb, sc, sh, sw;     // element strides of x
   bool merged;                // (H, W) flatten to one axis of stride sw
   int64_t span;               // H*W positions per split (blockIdx.z)
+  Divider divC, divG;         // row -> (b, c) and c -> filter, without 64-bit divisions
 };
 
 __device__ __forceinline__ int64_t hw_offset(int64_t i, const PoolGeom& g) {
@@ -75,9 +79,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int t = 0; t < KC; ++t) acc[t] = A(0);
   if (live) {
-    const int64_t b = row / g.C, c = row % g.C;
-    const T* xr = x + b * g.sb + c * g.sc;
-    const A* fr = f + (GROUPED ? (c / g.G) : k0) * g.HW;
+    const auto bc = g.divC.divmod(static_cast<unsigned>(row));
+    const T* xr = x + static_cast<int64_t>(bc.div) * g.sb + static_cast<int64_t>(bc.mod) * g.sc;
+    const A* fr = f + (GROUPED ? static_cast<int64_t>(g.divG.div(bc.mod)) : k0) * g.HW;
 #pragma unroll 2
     for (int64_t i = start + j * V; i < stop; i += G * V) {
       A xv[V];
@@ -159,7 +163,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename T, typename A, int V, bool GROUPED>
 __global__ void __launch_bounds__(kWarps * 32)
     pool_backward_rows(const T* __restrict__ grad, const A* __restrict__ f, T* __restrict__ out, int64_t rows,
-                       int64_t C, int64_t HW, int64_t K, int64_t group) {
+                       int64_t HW, int64_t K, Divider divC, Divider divG) {
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;  // one warp per row
   if (row >= rows) return;
@@ -168,7 +172,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     A acc[V];
     if constexpr (GROUPED) {
       const A gv = static_cast<A>(grad[row]);
-      const A* fr = f + ((row % C) / group) * HW + i;
+      const A* fr = f + static_cast<int64_t>(divG.div(divC.mod(static_cast<unsigned>(row)))) * HW + i;
 #pragma unroll
       for (int t = 0; t < V; ++t) acc[t] = gv * __ldg(fr + t);
     } else {
@@ -196,7 +200,7 @@ PoolGeom geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped) 
   const int64_t K = filters.size(0);
   TORCH_CHECK(K >= 1, "pool_forward: filters must hold at least one filter (K >= 1)");
   PoolGeom g{x.size(0), x.size(1), x.size(2) * x.size(3), x.size(3), K, 1,
-             x.stride(0), x.stride(1), x.stride(2), x.stride(3), false, 0};
+             x.stride(0), x.stride(1), x.stride(2), x.stride(3), false, 0, Divider(1), Divider(1)};
   if (grouped) {
     TORCH_CHECK(g.C % K == 0, "pool_forward: grouped pooling needs C divisible by K, got C=", g.C, ", K=", K);
     g.G = g.C / K;
@@ -206,6 +210,9 @@ PoolGeom geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped) 
   if (x.size(2) == 1) g.sh = g.W * g.sw;
   if (g.C == 1) g.sc = g.HW;
   g.merged = g.sh == g.W * g.sw;
+  TORCH_CHECK(g.B * g.C <= INT32_MAX, "pool_forward: B * C must be below 2^31, got B=", g.B, ", C=", g.C);
+  g.divC = Divider(static_cast<unsigned>(std::max<int64_t>(g.C, 1)));
+  g.divG = Divider(static_cast<unsigned>(std::max<int64_t>(g.G, 1)));
   return g;
 }
 
@@ -315,6 +322,8 @@ at::Tensor pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor& filte
   if (out.numel() == 0) return out;
   const at::Tensor grad = grad_in.contiguous();  // (B, C[, K]): small next to the output
   const int64_t rows = B * C, group = grouped ? C / K : 1;
+  TORCH_CHECK(rows <= INT32_MAX, "pool_backward: B * C must be below 2^31, got B=", B, ", C=", C);
+  const Divider divC(static_cast<unsigned>(std::max<int64_t>(C, 1))), divG(static_cast<unsigned>(std::max<int64_t>(group, 1)));
   const dim3 grid(static_cast<unsigned>(ceil_div(rows, kWarps))), block(kWarps * 32);
   auto stream = current_stream();
   FREQALIGN_CUDA_DISPATCH(grad.scalar_type(), "pool_backward_cuda", [&] {
@@ -326,15 +335,15 @@ at::Tensor pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor& filte
     const bool vec = HW % VN == 0 && aligned(op, 16);
     if (grouped) {
       if (vec) {
-        pool_backward_rows<scalar_t, A, VN, true><<<grid, block, 0, stream>>>(gp, fp, op, rows, C, HW, K, group);
+        pool_backward_rows<scalar_t, A, VN, true><<<grid, block, 0, stream>>>(gp, fp, op, rows, HW, K, divC, divG);
       } else {
-        pool_backward_rows<scalar_t, A, 1, true><<<grid, block, 0, stream>>>(gp, fp, op, rows, C, HW, K, group);
+        pool_backward_rows<scalar_t, A, 1, true><<<grid, block, 0, stream>>>(gp, fp, op, rows, HW, K, divC, divG);
       }
     } else {
       if (vec) {
-        pool_backward_rows<scalar_t, A, VN, false><<<grid, block, 0, stream>>>(gp, fp, op, rows, C, HW, K, group);
+        pool_backward_rows<scalar_t, A, VN, false><<<grid, block, 0, stream>>>(gp, fp, op, rows, HW, K, divC, divG);
       } else {
-        pool_backward_rows<scalar_t, A, 1, false><<<grid, block, 0, stream>>>(gp, fp, op, rows, C, HW, K, group);
+        pool_backward_rows<scalar_t, A, 1, false><<<grid, block, 0, stream>>>(gp, fp, op, rows, HW, K, divC, divG);
       }
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
