@@ -9,8 +9,9 @@
 // matmuls (cuBLAS) instead, where the work is compute-bound anyway.
 //
 // NP: enough planes that both stages have about 256 row/column tasks, capped so the block's
-// shared memory stays within 96 KB (two blocks per SM); rows are padded to an odd stride so the
-// per-row accesses of a warp hit distinct banks.
+// shared memory stays within 96 KB (two blocks per SM); when that leaves fewer rows (columns)
+// than threads (56x56, 64x64), 2, 4 ... threads share a row (column). Plane rows are padded to
+// an odd stride so the per-row accesses of a warp hit distinct banks.
 #include "common.cuh"
 
 #include <algorithm>
@@ -30,6 +31,7 @@ struct PlaneGeom {
   int64_t sb, sc, sh, sw;        // element strides of x viewed as (B, C, H, W)
   int H, W, WS, NP;              // WS: padded shared-memory row stride; NP: planes per block
   int LS, RS;                    // row strides of the staged matrices: H and W rounded up to 16 bytes
+  int split1, split2;            // log2 of the threads sharing one row (stage 1) / one column (stage 2)
   bool contiguous;               // planes dense and consecutive: plane p starts at p * H * W
   at::cuda::detail::IntDivider<unsigned int> divW, divH;
 };
@@ -68,12 +70,13 @@ __global__ void __launch_bounds__(kThreads)
       Xs[rw.div * WS + rw.mod] = static_cast<A>(value);
     }
     __syncthreads();
-    // stage 1: t[row, v] = sum_w x[row, w] * right[v, w]
-    for (int task = threadIdx.x; task < np * H; task += kThreads) {
+    // stage 1: t[row, v] = sum_w x[row, w] * right[v, w]; 2^split1 threads share a row
+    for (int task = threadIdx.x; task < (np * H) << g.split1; task += kThreads) {
+      const int r = task >> g.split1, part = task & ((1 << g.split1) - 1);
       A xr[MAXN];
 #pragma unroll
-      for (int w = 0; w < MAXN; ++w) xr[w] = w < W ? Xs[task * WS + w] : A(0);
-      for (int v = 0; v < W; ++v) {
+      for (int w = 0; w < MAXN; ++w) xr[w] = w < W ? Xs[r * WS + w] : A(0);
+      for (int v = part; v < W; v += 1 << g.split1) {
         const Row* row = reinterpret_cast<const Row*>(Rs + v * RS);
         A acc = A(0);
 #pragma unroll
@@ -84,18 +87,20 @@ __global__ void __launch_bounds__(kThreads)
             for (int t = 0; t < VA; ++t) acc += xr[q * VA + t] * r.v[t];
           }
         }
-        Ts[task * WS + v] = acc;
+        Ts[r * WS + v] = acc;
       }
     }
     __syncthreads();
-    // stage 2: y[pl, u, v] = sum_h left[u, h] * t[pl, h, v], written over x in Xs
-    for (int task = threadIdx.x; task < np * W; task += kThreads) {
-      const auto pv = g.divW.divmod(static_cast<unsigned>(task));
+    // stage 2: y[pl, u, v] = sum_h left[u, h] * t[pl, h, v], written over x in Xs; 2^split2 threads
+    // share a column
+    for (int task = threadIdx.x; task < (np * W) << g.split2; task += kThreads) {
+      const int part = task & ((1 << g.split2) - 1);
+      const auto pv = g.divW.divmod(static_cast<unsigned>(task >> g.split2));
       const int base = pv.div * H * WS + pv.mod;
       A tc[MAXN];
 #pragma unroll
       for (int h = 0; h < MAXN; ++h) tc[h] = h < H ? Ts[base + h * WS] : A(0);
-      for (int u = 0; u < H; ++u) {
+      for (int u = part; u < H; u += 1 << g.split2) {
         const Row* row = reinterpret_cast<const Row*>(Ls + u * LS);
         A acc = A(0);
 #pragma unroll
@@ -164,8 +169,13 @@ at::Tensor transform2d_cuda(const at::Tensor& x, const at::Tensor& left, const a
   const int64_t fixed = (H * LS + W * RS) * acc_bytes, per_plane = 2 * H * WS * acc_bytes;
   int64_t np = ceil_div(kThreads, std::min(H, W));
   np = std::max<int64_t>(1, std::min(np, (kSmemBudget - fixed) / per_plane));
+  // when NP planes have fewer rows (columns) than threads, threads share a row (column)
+  int split1 = 0, split2 = 0;
+  while ((np * H << (split1 + 1)) <= kThreads && (1 << (split1 + 1)) <= W) ++split1;
+  while ((np * W << (split2 + 1)) <= kThreads && (1 << (split2 + 1)) <= H) ++split2;
   PlaneGeom g{x4.size(0) * x4.size(1), x4.size(1), x4.stride(0), x4.stride(1), x4.stride(2), x4.stride(3),
-              static_cast<int>(H), static_cast<int>(W), WS, static_cast<int>(np), LS, RS, x4.is_contiguous(),
+              static_cast<int>(H), static_cast<int>(W), WS, static_cast<int>(np), LS, RS, split1, split2,
+              x4.is_contiguous(),
               at::cuda::detail::IntDivider<unsigned int>(static_cast<unsigned>(W)),
               at::cuda::detail::IntDivider<unsigned int>(static_cast<unsigned>(H))};
   const int64_t smem = fixed + np * per_plane;
