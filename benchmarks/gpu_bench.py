@@ -109,7 +109,6 @@ def copy_bandwidth(timer, device: str, dry: bool):
     src = torch.randn(numel, device=device)
     dst = torch.empty_like(src)
     ms = timer(lambda: dst.copy_(src))
-    del src, dst
     return 2 * numel * 4 / (ms * 1e-3), numel * 4
 
 
@@ -202,10 +201,9 @@ def run(args) -> dict:
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             rows.append(row)
         del reference
-    return dict(device=device_name(device), copy_gbps=copy_bps / 1e9, copy_buffer_bytes=copy_bytes, rows=rows, skipped_for_budget=skipped,
-                backends=freqalign.backends(),
-                seconds=time.monotonic() - started, versions=versions(), command=" ".join(sys.argv),
-                dry_run=args.dry_run)
+    return dict(device=device_name(device), copy_gbps=copy_bps / 1e9, copy_buffer_bytes=copy_bytes, rows=rows,
+                skipped_for_budget=skipped, backends=freqalign.backends(), seconds=time.monotonic() - started,
+                versions=versions(), command=" ".join(sys.argv), dry_run=args.dry_run)
 
 
 def device_name(device: str) -> str:

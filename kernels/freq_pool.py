@@ -19,7 +19,9 @@ Block rule (tile of about 4096 elements): ``BLOCK_HW = min(next_pow2(H*W), 1024)
 ``BLOCK_C = 4096 // BLOCK_HW`` for NCHW rows; for channels_last ``BLOCK_C = min(next_pow2(C), 64)``
 (256 B contiguous per fp32 row) and ``BLOCK_HW = 4096 // BLOCK_C``. The ungrouped tl.dot tiles
 keep every side in [16, 64] (``BLOCK_K = min(next_pow2(K), 64)``) and 2 pipeline stages, so their
-shared memory stays at or under 80 KB in fp32 (checked by compiling for sm_90 in the tests). Inputs of any floating dtype accumulate in fp32; the ungrouped dots use ``tf32x3``
+shared memory stays at or under 80 KB in fp32 (checked by compiling for sm_90 in the tests).
+
+Precision: inputs of any floating dtype accumulate in fp32; the ungrouped dots use ``tf32x3``
 (``tf32`` when torch's float32 matmul precision allows it) for fp32, and ``tf32`` for fp16/bf16,
 whose values are exact in tf32. float64 goes to the plain-PyTorch reference (cuBLAS).
 """

@@ -323,7 +323,8 @@ at::Tensor pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor& filte
   const at::Tensor grad = grad_in.contiguous();  // (B, C[, K]): small next to the output
   const int64_t rows = B * C, group = grouped ? C / K : 1;
   TORCH_CHECK(rows <= INT32_MAX, "pool_backward: B * C must be below 2^31, got B=", B, ", C=", C);
-  const Divider divC(static_cast<unsigned>(std::max<int64_t>(C, 1))), divG(static_cast<unsigned>(std::max<int64_t>(group, 1)));
+  const Divider divC(static_cast<unsigned>(std::max<int64_t>(C, 1)));
+  const Divider divG(static_cast<unsigned>(std::max<int64_t>(group, 1)));
   const dim3 grid(static_cast<unsigned>(ceil_div(rows, kWarps))), block(kWarps * 32);
   auto stream = current_stream();
   FREQALIGN_CUDA_DISPATCH(grad.scalar_type(), "pool_backward_cuda", [&] {
