@@ -150,6 +150,17 @@ def test_freq_pool_many_frequencies_and_split_reduction(triton_backend, grouped)
 
 
 @interpreted
+@pytest.mark.parametrize("size", [(7, 7), (14, 14), (33, 20)])
+def test_half_precision_paths(triton_backend, size):
+    """fp16 everywhere, bf16 for pooling: the interpreter's bf16 tl.dot is wrong (a Triton
+    interpreter limitation, checked in test_cuda on a GPU), and only dct2d multiplies in bf16."""
+    check_dct_roundtrip((2, 3, *size), torch.float16, "cpu")
+    for dtype in (torch.float16, torch.bfloat16):
+        for grouped in (True, False):
+            check_pool((2, 12, *size), 3, grouped, "ortho", dtype, "cpu", "channels_last")
+
+
+@interpreted
 def test_nan_propagates(triton_backend):
     check_nan_propagates(torch.float32, "cpu")
 
