@@ -26,7 +26,12 @@ import sys
 import time
 
 import torch
-from tqdm import tqdm
+
+try:
+    from tqdm import tqdm
+except ImportError:  # the device machine has no package registry: plain iteration then
+    def tqdm(iterable, **_):
+        return iterable
 
 import freqalign
 from freqalign import backend
