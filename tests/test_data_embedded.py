@@ -44,9 +44,23 @@ def test_shapes_dtypes_ranges_and_disjoint_groups(tiny):
         assert part["scores"].min() >= 0.0 and part["scores"].max() <= 1.0
         assert part["scores"].std() > 0.05  # labels are spread, not constant
     assert not set(src["groups"].tolist()) & set(tgt["groups"].tolist())
-    assert len(set(src["groups"].tolist())) == len(embedded.SOURCE_SCENES)
-    assert len(set(tgt["groups"].tolist())) == len(embedded.TARGET_SCENES)
+    assert not set(src["photo"].tolist()) & set(tgt["photo"].tolist())
+    assert len(set(src["photo"].tolist())) == len(embedded.SOURCE_SCENES)
+    assert len(set(tgt["photo"].tolist())) == len(embedded.TARGET_SCENES)
+    # groups are photo tiles: each group lies in one photo, each photo has several groups
+    for part in (src, tgt):
+        pairs = set(zip(part["groups"].tolist(), part["photo"].tolist()))
+        assert len(pairs) == len(set(part["groups"].tolist())) > len(set(part["photo"].tolist()))
     assert all(1 <= len(s.split("+")) <= 4 for s in tgt["stages"])
+
+
+def test_tiles_are_disjoint_and_cover_the_photo():
+    for h, w in ((512, 512), (191, 384), (300, 451), (872, 1000)):
+        mask = np.zeros((h, w), dtype=int)
+        tiles = embedded._tiles(h, w)
+        for rows, cols in tiles:
+            mask[rows, cols] += 1
+        assert len(tiles) >= 2 and (mask == 1).all()
 
 
 def test_source_labels_fall_with_distortion_level(tiny):

@@ -6,9 +6,10 @@ two domains differ in kind, not only in content:
 - ``SOURCE_DISTORTIONS``: single, clean, synthetic distortions at five fixed levels, KADID
   style (``fn(image, level, rng)``, level 0 = mildest .. 4 = strongest), applied in sRGB.
 - ``camera_pipeline``: an in-camera chain of 1-4 degradations with random continuous
-  parameters, applied in linear light: exposure error (gain with highlight clipping),
-  defocus or motion blur, signal-dependent Poisson-Gaussian sensor noise with
-  demosaicking-like spatial correlation, then gamma and JPEG with 4:2:0 chroma subsampling.
+  parameters, applied in linear light: exposure error (over: highlight clipping; under:
+  less light, then ISO gain that amplifies the sensor noise), defocus or motion blur,
+  signal-dependent Poisson-Gaussian sensor noise with demosaicking-like spatial
+  correlation, then gamma and JPEG with 4:2:0 chroma subsampling.
 """
 import io
 from typing import Callable, Dict
@@ -95,6 +96,8 @@ SOURCE_DISTORTIONS: Dict[str, Callable] = {
 # ---- target: in-camera pipeline --------------------------------------------------------
 
 CAMERA_STAGES = ("exposure", "blur", "noise", "jpeg")
+# sensor noise of a good camera at base ISO: used when only "exposure" asks for noise
+DEFAULT_SENSOR = {"shot": 10 ** -3.3, "read": 10 ** -5.0, "noise_corr": 0.6}
 
 
 def _disk_kernel(radius: float) -> np.ndarray:
@@ -131,8 +134,8 @@ def sample_camera_params(rng: np.random.Generator) -> dict:
     chosen = sorted(rng.choice(len(CAMERA_STAGES), size=k, replace=False))
     params = {"stages": tuple(CAMERA_STAGES[i] for i in chosen)}
     if "exposure" in params["stages"]:
-        ev = rng.uniform(0.5, 1.8) * rng.choice([-1.0, 1.0])
-        params["exposure_ev"] = float(ev)
+        over = rng.random() < 0.5
+        params["exposure_ev"] = float(rng.uniform(0.4, 1.5) if over else rng.uniform(-3.5, -1.0))
     if "blur" in params["stages"]:
         if rng.random() < 0.5:
             params["defocus_radius"] = float(rng.uniform(0.8, 3.0))
@@ -149,22 +152,32 @@ def sample_camera_params(rng: np.random.Generator) -> dict:
 
 
 def camera_pipeline(image: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
-    """Apply the stages in ``params`` (from ``sample_camera_params``) in camera order."""
+    """Apply the stages in ``params`` (from ``sample_camera_params``) in camera order.
+
+    Exposure is what a camera does, not a plain brightness shift a blind viewer cannot see:
+    over-exposure (ev > 0) scales the light and blows out the highlights; under-exposure
+    (ev < 0) collects 2**ev of the light, so the sensor noise is relatively stronger, and
+    the camera's digital (ISO) gain then restores the brightness, amplifying that noise.
+    """
     linear = np.power(image, GAMMA)
-    if "exposure_ev" in params:
-        linear = linear * np.float32(2.0 ** params["exposure_ev"])
+    gain = np.float32(2.0 ** params.get("exposure_ev", 0.0))
+    linear = linear * gain
     if "defocus_radius" in params:
         linear = _convolve(linear, _disk_kernel(params["defocus_radius"]))
     elif "motion_length" in params:
         linear = _convolve(linear, _motion_kernel(params["motion_length"],
                                                   params["motion_angle"]))
-    if "shot" in params:
+    if "shot" in params or gain < 1:
+        shot = params.get("shot", DEFAULT_SENSOR["shot"])
+        read = params.get("read", DEFAULT_SENSOR["read"])
+        corr = params.get("noise_corr", DEFAULT_SENSOR["noise_corr"])
         signal = np.clip(linear, 0.0, 1.0)
-        field = rng.standard_normal(linear.shape).astype(np.float32)
-        corr = params["noise_corr"]
-        smooth = ndimage.gaussian_filter(field, sigma=(corr, corr, 0))
-        field = smooth / max(float(smooth.std()), 1e-6)
-        linear = linear + field * np.sqrt(params["shot"] * signal + params["read"])
+        field = ndimage.gaussian_filter(rng.standard_normal(linear.shape).astype(np.float32),
+                                        sigma=(corr, corr, 0))
+        field = field / max(float(field.std()), 1e-6)
+        linear = np.clip(linear + field * np.sqrt(shot * signal + read), 0.0, None)
+    if gain < 1:
+        linear = linear / gain
     out = np.power(np.clip(linear, 0.0, 1.0), 1.0 / GAMMA).astype(np.float32)
     if "jpeg_quality" in params:
         out = jpeg(out, params["jpeg_quality"], subsampling=2)
@@ -179,4 +192,3 @@ def apply_source(image: np.ndarray, kind: str, level: int,
     if not 0 <= level <= 4:
         raise ValueError(f"level must be in 0..4, got {level}")
     return SOURCE_DISTORTIONS[kind](image, level, rng).astype(np.float32)
-
