@@ -47,8 +47,8 @@ DEFAULT_SIZE = 64
 DEFAULT_PER_DOMAIN = 3000
 CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
 GAMMA_RANGE = 0.6  # tone-curve variation of the pristine crops (log2 of the gamma)
-MIN_CROP_STD = 0.04
-TILE_MIN = 128  # photos are cut into tiles of at least this side where they allow it  # luminance std (0..1) below which a window counts as flat
+MIN_CROP_STD = 0.04  # luminance std (0..1) below which a window counts as flat
+TILE_MIN = 128  # a photo side of at least 2 * TILE_MIN is halved into tiles
 LEVELS = 5
 LABEL_POWER = 4  # score = MS-SSIM ** 4: spreads labels over [0, 1] like a MOS scale
 
