@@ -28,10 +28,11 @@ fi
   date -u
   nvidia-smi || true
   nvcc --version || true
-  python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
+  python -c "import pytest, scipy; print('pytest', pytest.__version__, 'scipy', scipy.__version__)" || true
   nproc
+  python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 } > "$OUT/env.txt" 2>&1
-log "env: $(tail -n 2 "$OUT/env.txt" | head -n 1)"
+log "env: $(tail -n 1 "$OUT/env.txt")"
 
 # 1. build freqalign._C (CPU + CUDA kernels) for sm_90, editable, offline
 export TORCH_CUDA_ARCH_LIST=9.0 FREQALIGN_BUILD_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
