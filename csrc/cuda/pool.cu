@@ -103,7 +103,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int kk = 0; kk < KC; ++kk) acc[kk] = warp_sum(acc[kk], G);
   if (live && j == 0) {
     const int64_t per_row = GROUPED ? 1 : g.K;
-    for (int kk = 0; kk < kn; ++kk) emit(out, partial, row * per_row + k0 + kk, rows * per_row, acc[kk]);
+#pragma unroll
+    for (int kk = 0; kk < KC; ++kk) {  // static indices keep acc in registers
+      if (kk < kn) emit(out, partial, row * per_row + k0 + kk, rows * per_row, acc[kk]);
+    }
   }
 }
 
