@@ -37,24 +37,25 @@ def dann_lambda(progress: float, alpha: float = 1.0, gamma: float = 10.0) -> flo
 class SmallCNN(nn.Module):
     """A small conv net for the embedded demo: fast on two CPU cores.
 
-    ``downsample`` stride-2 stages halve the input each, so a 64x64 input with 3 stages gives an
-    8x8 map (>= the 7x7 frequency grid). Channels grow to ``width`` (divisible by the window size).
+    A 4x4 stride-4 patch stem, then ``downsample - 2`` stride-2 3x3 convs, then one stride-1
+    3x3 conv (BatchNorm + ReLU after each): the feature map is ``image_size / 2**downsample``
+    (64x64 -> 8x8 with 3, >= the 7x7 frequency grid) with ``width`` channels.
     """
 
     def __init__(self, width: int = 64, downsample: int = 3):
         super().__init__()
-        if downsample < 1:
-            raise ValueError(f"cnn_downsample must be at least 1, got {downsample}")
-        chans = [max(width >> (downsample - 1 - i), 8) for i in range(downsample)]
-        chans[-1] = width
-        layers, cin = [], 3
-        for i, cout in enumerate(chans):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
-                       nn.ReLU(inplace=True)]
-            if i > 0:  # a second conv per stage, except at the costly first resolution
-                layers += [nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                           nn.ReLU(inplace=True)]
-            cin = cout
+        if downsample < 2:
+            raise ValueError(f"cnn_downsample must be at least 2 (the stride-4 stem), got {downsample}")
+
+        def block(cin, cout, k, stride, pad):
+            return [nn.Conv2d(cin, cout, k, stride, pad, bias=False), nn.BatchNorm2d(cout),
+                    nn.ReLU(inplace=True)]
+
+        chans = [max(width >> (downsample - 2 - i), 8) for i in range(downsample - 1)]
+        layers = block(3, chans[0], 4, 4, 0)
+        for cin, cout in zip(chans, chans[1:]):
+            layers += block(cin, cout, 3, 2, 1)
+        layers += block(chans[-1], width, 3, 1, 1)
         self.body = nn.Sequential(*layers)
         self.out_channels = width
 

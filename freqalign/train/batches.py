@@ -47,8 +47,12 @@ class BatchStream:
         if self._iter is None:
             dataset, batch_size, seed, rank, world, workers = self.args
             sampler = _ResumableBatchSampler(len(dataset), batch_size, seed, rank, world, self.consumed)
-            self._iter = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                         collate_fn=_as_list, persistent_workers=workers > 0))
+            # its own generator: creating the iterator must not draw from the global RNG
+            # (a resumed run creates it at another step)
+            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                collate_fn=_as_list, persistent_workers=workers > 0,
+                                generator=torch.Generator().manual_seed(seed + self.consumed))
+            self._iter = iter(loader)
         self.consumed += 1
         return next(self._iter)
 

@@ -39,7 +39,7 @@ class Config:
     target_val_fraction: float = 0.2   # held-out target groups, unlabelled (oracle reads labels)
     target_test_fraction: float = 0.3  # held-out target groups for the reported metrics only
     max_per_domain: int = 0          # cap on images per domain (0 = all); for quick tests
-    batch_size: int = 24             # per domain and step, summed over processes
+    batch_size: int = 16             # per domain and step, summed over processes
     eval_batch_size: int = 128
     workers: int = 0                 # DataLoader workers (0 = load in the training process)
     hflip: bool = True               # random horizontal flips of training batches
@@ -47,7 +47,7 @@ class Config:
     backbone: str = "small-cnn"      # small-cnn (embedded demo) | resnet50 (real data)
     backbone_weights: str = ""       # resnet50: local torchvision state_dict ("" = random init)
     cnn_width: int = 64              # small-cnn output channels C
-    cnn_downsample: int = 3          # small-cnn stride-2 stages: feature side = image_size / 2^n
+    cnn_downsample: int = 3          # small-cnn total stride 2^n: feature side = image_size / 2^n
     regressor_hidden: int = 128      # ours: regressor MLP C -> hidden -> 1, sigmoid
     disc_hidden: int = 1024          # paper: discriminator C -> 1024 -> 1024 -> 1
     dropout: float = 0.5             # paper: discriminator dropout
@@ -75,7 +75,7 @@ class Config:
     finetune_lr_scale: float = 0.3   # ours: stage-3 lr = lr * this, cosine-decayed to 0
     # -- evaluation and outputs -------------------------------------------------------------
     best_criterion: str = "dev"      # label-free criterion that picks checkpoints/best.pt
-    criterion_max_samples: int = 512  # cap per split for the criteria's feature passes
+    criterion_max_samples: int = 256  # cap per split for the criteria's feature passes
     domain_fit_steps: int = 100      # L-BFGS steps of the criteria's logistic domain classifier
     eval_every: int = 100            # steps between evaluations outside the search
     checkpoint_every: int = 50       # steps between checkpoints/last.pt writes

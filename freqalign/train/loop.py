@@ -217,6 +217,7 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     stages, total = cfg.stages(), cfg.total_steps()
     last_pos = cfg.grid ** 2 - cfg.window_size
     step, best_score, window_pos = 0, -math.inf, None
+    running = {"l1": 0.0, "domain": 0.0, "n": 0}  # loss sums since the last log record
     ckpt_dir = os.path.join(out, "checkpoints")
 
     def snapshot() -> dict:
@@ -224,7 +225,7 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
                 "search": search.state_dict(), "best_score": best_score,
                 "streams": {k: s.consumed for k, s in streams.items()},
                 "rng": checkpoint.rng_state(gens), "config": cfg.to_dict(),
-                "stages_done": stages_done(stages, step), "window": window_pos,
+                "stages_done": stages_done(stages, step), "window": window_pos, "running": running,
                 "feature_hw": feature_hw}
 
     source = os.path.join(ckpt_dir, "last.pt") if resume else fork_from
@@ -240,7 +241,7 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
             s.consumed = ck["streams"][k]
         if resume:
             search.load_state_dict(ck["search"])
-            best_score = ck["best_score"]
+            best_score, running = ck["best_score"], ck["running"]
         checkpoint.set_rng_state(ck["rng"], gens)
 
     # outputs (rank 0 only)
@@ -281,7 +282,6 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
 
     crash_at = int(os.environ.get(CRASH_ENV, "0") or 0)
     ends = stage_ends(stages)
-    running = {"l1": 0.0, "domain": 0.0, "n": 0}
     bar = tqdm(total=total, initial=step, desc=cfg.method, disable=not (main and cfg.progress),
                dynamic_ncols=True, leave=False)
     model.train()
