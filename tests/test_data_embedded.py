@@ -4,8 +4,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from freqalign.data import (TensorIQADataset, center_crop, load_embedded, open_dataset,
-                            random_crop, split_by_group)
+from freqalign.data import (TensorIQADataset, center_crop, compose, load_embedded,
+                            open_dataset, random_crop, random_hflip, split_by_group)
 from freqalign.data import embedded
 from freqalign.data.fr_score import ms_ssim_color
 
@@ -169,6 +169,8 @@ def test_crops():
     assert torch.equal(center_crop((10, 20))(image), image[:, 5:15, 5:25])
     with pytest.raises(ValueError, match="larger than the image"):
         center_crop(24)(image)
+    flips = {bool(torch.equal(random_hflip()(image), image.flip(-1))) for _ in range(40)}
+    assert flips == {True, False}
     ds = _toy()
-    ds.transform = center_crop(4)
-    assert ds[0][0].shape == (3, 4, 4)
+    ds.transform = compose([random_crop(6), center_crop(4)])
+    assert ds[0][0].shape == (3, 4, 4) and ds[0][0].dtype == torch.float32
