@@ -52,7 +52,7 @@ TILE_MIN = 128  # a photo side of at least 2 * TILE_MIN is halved into tiles
 LEVELS = 5
 LABEL_POWER = 4  # score = MS-SSIM ** 4: spreads labels over [0, 1] like a MOS scale
 
-# scene name -> files in skimage/data. A scene with two files (the stereo pair) is one group.
+# scene name -> files in skimage/data. The stereo pair is one scene: one photo id, shared tiles.
 SOURCE_SCENES: Dict[str, Tuple[str, ...]] = {
     "astronaut": ("astronaut.png",), "coffee": ("coffee.png",), "ihc": ("ihc.png",),
     "hubble_deep_field": ("hubble_deep_field.jpg",), "camera": ("camera.png",),
