@@ -118,3 +118,18 @@ def test_probe_mode_scores_every_position_without_moving(tiny, tmp_path):
     assert [e["position"] for e in results["search"]] == cfg.positions()
     assert results["criterion"] == "probe" and results["steps"] == cfg.total_steps()
     assert "search" not in [s for s, n in cfg.stages() if n > 0]
+
+
+def test_compare_writes_tables_and_reuses_finished_runs(tiny, tmp_path):
+    from freqalign.train.compare import ORDER, compare
+
+    cfg = tiny_config(tiny)
+    table = compare(cfg, str(tmp_path), seeds=1)
+    for m in ORDER:
+        assert m in table
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert set(ORDER) <= set(data["summary"]) and "gap_closed_by_freqalign" in data["summary"]
+    assert data["runs"]["dann"][0]["forked_from"].endswith("after-dann-warmup.pt")
+    stamp = (tmp_path / "seed0" / "dann" / "results.json").stat().st_mtime
+    assert compare(cfg, str(tmp_path), seeds=1) == table
+    assert (tmp_path / "seed0" / "dann" / "results.json").stat().st_mtime == stamp

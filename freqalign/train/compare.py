@@ -3,7 +3,7 @@
 Per seed, freqalign runs first and keeps its stage-boundary checkpoints; the baselines fork
 from them (source-only and target-oracle after the shared source warm-up, dann after the
 shared DANN warm-up), which gives the same result as running them from scratch (the plans
-share those stages step for step) in less time.
+share those stages step for step) in less time. Finished runs with the same config are reused.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import os
 
 import numpy as np
+import yaml
 
 from .config import Config, apply
 from .loop import train
@@ -28,13 +29,15 @@ def compare(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0) -> str:
     for seed in range(first_seed, first_seed + seeds):
         base = apply(Config(**cfg.to_dict()), {"seed": seed, "method": "freqalign"}, "compare")
         fa_dir = os.path.join(out, f"seed{seed}", "freqalign")
-        runs["freqalign"].append(train(base, fa_dir, keep_stage_checkpoints=True))
+        runs["freqalign"].append(finished(base, fa_dir) or
+                                 train(base, fa_dir, keep_stage_checkpoints=True))
         for method in ("source-only", "dann", "target-oracle"):
             c = apply(Config(**base.to_dict()), {"method": method}, "compare")
             fork = os.path.join(fa_dir, "checkpoints", FORK[method])
             if base.warmup_steps == 0 or (method == "dann" and base.dann_warmup_steps == 0):
                 fork = ""  # nothing to share
-            runs[method].append(train(c, os.path.join(out, f"seed{seed}", method), fork_from=fork))
+            run_dir = os.path.join(out, f"seed{seed}", method)
+            runs[method].append(finished(c, run_dir) or train(c, run_dir, fork_from=fork))
     summary = summarize(runs)
     with open(os.path.join(out, "compare.json"), "w") as fh:
         json.dump({"config": cfg.to_dict(), "seeds": list(range(first_seed, first_seed + seeds)),
@@ -43,6 +46,18 @@ def compare(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0) -> str:
     with open(os.path.join(out, "compare.md"), "w") as fh:
         fh.write(table)
     return table
+
+
+def finished(cfg: Config, run_dir: str):
+    """The results of a finished run of exactly ``cfg`` in ``run_dir`` (so an interrupted or
+    extended compare reuses its runs), else None."""
+    try:
+        with open(os.path.join(run_dir, "config.yaml")) as fh:
+            same = yaml.safe_load(fh) == cfg.to_dict()
+        with open(os.path.join(run_dir, "results.json")) as fh:
+            return json.load(fh) if same else None
+    except FileNotFoundError:
+        return None
 
 
 def summarize(runs: dict) -> dict:

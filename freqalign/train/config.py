@@ -61,16 +61,16 @@ class Config:
     alpha: float = 1.0               # DANN schedule lambda(p) = alpha * (2/(1+exp(-10p)) - 1)
     domain_weight: float = 1.0       # weight of the BCE domain loss
     # -- stages (optimizer steps) -----------------------------------------------------------
-    warmup_steps: int = 250          # stage 1a: source-only supervised
-    dann_warmup_steps: int = 50      # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
+    warmup_steps: int = 200          # stage 1a: source-only supervised
+    dann_warmup_steps: int = 40      # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
     search_mode: str = "move"        # move: adapt at each position | probe: score frozen features
-    search_step: int = 4             # s: window stride along the zigzag order
+    search_step: int = 5             # s: window stride along the zigzag order
     search_start: int = 0            # first window position
     search_end: int = -1             # last window position (-1 = grid*grid - window_size)
-    search_steps: int = 15           # ours: adaptation steps per window position
+    search_steps: int = 12           # ours: adaptation steps per window position
     criterion: str = "dev"           # ours: label-free selection: dev | source | confusion (| oracle)
     finetune_from: str = "selected"  # ours: start fine-tuning from the selected position's model or "last"
-    finetune_steps: int = 200        # stage 3: perturbation fine-tuning
+    finetune_steps: int = 120        # stage 3: perturbation fine-tuning
     jitter: int = 1                  # r: position offset drawn from [-r, r] each fine-tuning step
     finetune_lr_scale: float = 0.3   # ours: stage-3 lr = lr * this, cosine-decayed to 0
     # -- evaluation and outputs -------------------------------------------------------------

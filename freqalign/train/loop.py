@@ -286,7 +286,7 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
                dynamic_ncols=True, leave=False)
     model.train()
     while step < total:
-        stage, t_in, n_stage = stage_at(stages, step)
+        stage, t_in, _ = stage_at(stages, step)
 
         # -- where the discriminator pools this step
         if stage in ("dann-warmup", "dann"):
@@ -407,6 +407,8 @@ def make_results(cfg, search, tgt, src, feature_hw, seconds, fork_from, data) ->
         selected = None
     return {"method": cfg.method, "preset": cfg.preset, "seed": cfg.seed,
             "criterion": cfg.criterion if cfg.search_mode == "move" else "probe",
+            "selection_uses_target_labels": cfg.method == "freqalign" and cfg.search_mode == "move"
+            and cfg.criterion == "oracle",
             "selected_window": selected, "target": target, "source_val": source,
             "search": search.entries, "feature_map": list(feature_hw),
             "sizes": {k: len(v) for k, v in data.items()}, "steps": cfg.total_steps(),
