@@ -73,7 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--sample-ms", type=float, help="target length of one timed sample; default 40, quick 10")
     parser.add_argument("--budget-s", type=float,
                         help="time per (op, shape) beyond which fewer rounds run; default 20, quick 4")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="torch.set_num_threads and scipy workers (default: torch's choice, all cores)")
     parser.add_argument("--ops", nargs="+", choices=sorted(P.OPS), default=list(P.OPS))
     parser.add_argument("--shapes", nargs="+", type=_shape, default=list(P.SHAPES),
                         help="input shapes as BxCxHxW (default: the four of issue #2)")
@@ -261,6 +262,7 @@ def machine_info(args) -> dict:
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_model": cpu_model, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "scipy_workers": P.SCIPY_WORKERS,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "versions": versions,
         "git": commit, "freqalign_path": str(Path(freqalign.__file__).parent),
         "freqalign_backends": freqalign.backends(),
@@ -275,6 +277,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        P.SCIPY_WORKERS = args.threads
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     info = machine_info(args)

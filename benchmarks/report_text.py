@@ -152,7 +152,8 @@ def _load_warning(m: dict) -> str:
             f"ops then wait for a descheduled thread, so times grow, spread (see the ± columns) and bunch up at "
             f"multiples of a scheduler time slice whatever the op, and a "
             f"memory floor measured under load understates the machine. Treat absolute times and "
-            f"near-limit verdicts with care and rerun the command at a quiet moment.\n\n")
+            f"near-limit verdicts with care and rerun the command at a quiet moment; on a machine that is "
+            f"never quiet, `--threads 1` sidesteps the waits (every provider then runs on one core).\n\n")
 
 
 def markdown(payload: dict) -> str:
@@ -162,7 +163,8 @@ def markdown(payload: dict) -> str:
     out = [
         "# freqalign CPU benchmarks\n\n",
         f"Measured {m['date_utc']} on {m['cpu_model']}, {m['logical_cpus']} logical CPUs, "
-        f"torch threads {m['torch_threads']} (CPU capability {m['cpu_capability']}); {versions}. "
+        f"torch threads {m['torch_threads']}, scipy workers {m['scipy_workers']} "
+        f"(CPU capability {m['cpu_capability']}); {versions}. "
         f"Checkout {m['git']}, freqalign from `{m['freqalign_path']}`; backends: {backends}. "
         f"Measured fp32 sgemm rate: {m['sgemm_gflops']:.0f} GFLOP/s.\n\n",
         f"Reproduce: `{m['command'].strip()}` (from the repository root). "
