@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -163,6 +164,17 @@ def sgemm_gflops() -> float:
     return 2 * 1024 ** 3 / seconds / 1e9
 
 
+def clone_page_faults(shape=(32, 2048, 14, 14)) -> dict:
+    """Minor page faults per ``x.clone()`` of a large tensor: whether fresh outputs are faulted in per call."""
+    x = torch.randn(shape)
+    x.clone()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        x.clone()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+    return {"faults_per_clone": faults, "mb": x.numel() * 4 / 1e6, "pages_4k": x.numel() * 4 / 4096}
+
+
 # --- one (op, shape) --------------------------------------------------------------------------
 
 def run_case(op: P.Op, case: P.Case, args, rng) -> dict:
@@ -283,6 +295,7 @@ def main(argv=None) -> int:
     info = machine_info(args)
     started = time.perf_counter()
     info["sgemm_gflops"] = sgemm_gflops()
+    info["clone_page_faults"] = clone_page_faults()
     results = {name: {} for name in args.ops}
     jobs = [(shape, name) for shape in args.shapes for name in args.ops]
     with tqdm(jobs, desc="cpu benchmarks", unit="case") as bar:

@@ -142,6 +142,22 @@ def miss_arithmetic(target: dict, res: dict, sgemm_gflops: float) -> str:
     return "".join(text) + "\n"
 
 
+def _page_fault_note(m: dict) -> str:
+    """Whether large fresh outputs were page-faulted in on every call in this run (measured on one clone)."""
+    pf = m.get("clone_page_faults")
+    if not pf:
+        return ""
+    share = pf["faults_per_clone"] / pf["pages_4k"]
+    if share < 0.5:
+        return (f"Large outputs reuse memory here ({pf['faults_per_clone']:.0f} page faults per {pf['mb']:.0f} MB "
+                f"clone), so the output-writing ops pay no page-fault cost.\n\n")
+    return (f"Ops that return a large new tensor (`x.clone()`, the backward, the DCT) pay for fresh pages: "
+            f"PyTorch's CPU allocator hands big blocks back to the OS, so each call faults its output in "
+            f"({pf['faults_per_clone']:.0f} minor page faults per {pf['mb']:.0f} MB clone in this run, one per "
+            f"4 KiB page). That cost can exceed the copy itself; the clone floor pays it too, so ratios to "
+            f"it stay fair.\n\n")
+
+
 def _load_warning(m: dict) -> str:
     """A loud note when other jobs competed for the CPUs during the run."""
     peak = m.get("max_load_1min", 0.0)
@@ -163,7 +179,7 @@ def markdown(payload: dict) -> str:
     out = [
         "# freqalign CPU benchmarks\n\n",
         f"Measured {m['date_utc']} on {m['cpu_model']}, {m['logical_cpus']} logical CPUs, "
-        f"torch threads {m['torch_threads']}, scipy workers {m['scipy_workers']} "
+        f"torch threads {m['torch_threads']}, scipy workers {m.get('scipy_workers', m['logical_cpus'])} "
         f"(CPU capability {m['cpu_capability']}); {versions}. "
         f"Checkout {m['git']}, freqalign from `{m['freqalign_path']}`; backends: {backends}. "
         f"Measured fp32 sgemm rate: {m['sgemm_gflops']:.0f} GFLOP/s.\n\n",
@@ -185,6 +201,7 @@ def markdown(payload: dict) -> str:
         "Backward benchmarks time `torch.autograd.grad(y, x, g, retain_graph=True)` only. "
         "The smaller inputs fit in this CPU's last-level cache, so their floors measure cache, not DRAM, "
         "bandwidth; the ratios compare like with like.\n\n",
+        _page_fault_note(m),
         _load_warning(m),
         "## Targets\n\n",
         "Measured = the median over rounds of the per-round ratio, with its interquartile range (IQR); "
