@@ -54,14 +54,14 @@ at::Tensor pool_forward_cpu(const at::Tensor& x, const at::Tensor& filters, bool
   check_cpu_float(x, "pool_forward", "x");
   check_operand(filters, x.scalar_type(), "pool_forward", "filters");
   const PoolGeom g = geometry(x, filters, grouped, "pool_forward");
-  at::Tensor out = grouped ? at::empty({g.B, g.C}, x.options()) : at::empty({g.B, g.C, g.K}, x.options());
-  if (out.numel() == 0) return out;
-  if (g.H * g.W == 0) return out.zero_();
   const bool blas_dtype = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
-  if (!grouped && blas_dtype) {
+  if (!grouped && blas_dtype && x.numel() > 0) {
     at::Tensor blas = ungrouped_forward_blas(x, filters, g);
     if (blas.defined()) return blas;
   }
+  at::Tensor out = grouped ? at::empty({g.B, g.C}, x.options()) : at::empty({g.B, g.C, g.K}, x.options());
+  if (out.numel() == 0) return out;
+  if (g.H * g.W == 0) return out.zero_();
   FREQALIGN_DISPATCH_FLOATING(x.scalar_type(), "pool_forward_cpu", [&] {
     FREQALIGN_ISA_CALL(pool_forward<scalar_t>, x.const_data_ptr<scalar_t>(), g,
                        filters.const_data_ptr<acc_t<scalar_t>>(), grouped, out.mutable_data_ptr<scalar_t>());
