@@ -112,12 +112,19 @@ def test_baselines_run(tiny, tmp_path, method):
     assert (results["selected_window"] is None) == (method != "dann")
 
 
+def test_probe_mode_compare_forks_dann_after_the_shared_warmup(tiny, tmp_path):
+    from freqalign.train.compare import compare
+
+    compare(tiny_config(tiny, search_mode="probe"), str(tmp_path), seeds=1)
+    assert (tmp_path / "seed0" / "freqalign" / "checkpoints" / "after-dann-warmup.pt").is_file()
+
+
 def test_probe_mode_scores_every_position_without_moving(tiny, tmp_path):
     cfg = tiny_config(tiny, search_mode="probe", search_step=5)
     results = train(cfg, str(tmp_path))
     assert [e["position"] for e in results["search"]] == cfg.positions()
     assert results["criterion"] == "probe" and results["steps"] == cfg.total_steps()
-    assert "search" not in [s for s, n in cfg.stages() if n > 0]
+    assert "search" not in [s for s, _ in cfg.stages()]
 
 
 def test_compare_writes_tables_and_reuses_finished_runs(tiny, tmp_path):

@@ -130,17 +130,20 @@ class Config:
         return self.dann_warmup_steps + search + self.finetune_steps
 
     def stages(self) -> List[tuple]:
-        """``[(name, n_steps), ...]`` for this method; a shared prefix can be forked (compare)."""
+        """``[(name, n_steps), ...]`` for this method, empty stages left out; a shared prefix
+        can be forked (compare)."""
         w, b, t = self.warmup_steps, self.dann_warmup_steps, self.adapt_steps()
         if self.method == "source-only":
-            return [("warmup", w), ("source", t)]
-        if self.method == "target-oracle":
-            return [("warmup", w), ("oracle", t)]
-        if self.method == "dann":
-            return [("warmup", w), ("dann-warmup", b), ("dann", t - b)]
-        search = len(self.positions()) * self.search_steps if self.search_mode == "move" else 0
-        return [("warmup", w), ("dann-warmup", b), ("search", search),
-                ("finetune", self.finetune_steps)]
+            plan = [("warmup", w), ("source", t)]
+        elif self.method == "target-oracle":
+            plan = [("warmup", w), ("oracle", t)]
+        elif self.method == "dann":
+            plan = [("warmup", w), ("dann-warmup", b), ("dann", t - b)]
+        else:
+            search = len(self.positions()) * self.search_steps if self.search_mode == "move" else 0
+            plan = [("warmup", w), ("dann-warmup", b), ("search", search),
+                    ("finetune", self.finetune_steps)]
+        return [(name, n) for name, n in plan if n > 0]
 
     def total_steps(self) -> int:
         return self.warmup_steps + self.adapt_steps()
