@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from freqalign.train.config import (METHODS, PRESETS, Config, ConfigError, make_config,
+from freqalign.train.config import (METHODS, PRESETS, ConfigError, make_config,
                                     parse_overrides)
 from freqalign.train.loop import lr_factor, stage_at, stages_done, train
 

@@ -78,8 +78,8 @@ def summarize(runs: dict) -> dict:
 
 def markdown(summary: dict, cfg: Config, seeds: int) -> str:
     lines = [f"# freqalign compare: preset `{cfg.preset}`, {seeds} seed(s)", "",
-             f"Embedded-style run: source `{cfg.source}` -> target `{cfg.target}`; target test "
-             f"split, mean ± std over seeds (std with ddof=0).", "",
+             f"Source `{cfg.source}` -> target `{cfg.target}`; metrics on the content-disjoint target test "
+             f"split, mean ± std over seeds (ddof=0).", "",
              "| method | target SRCC | target PLCC | selected window(s) |", "|---|---|---|---|"]
     for m in ORDER:
         s = summary[m]
