@@ -1,4 +1,4 @@
-"""The ``freqalign`` command line: one function per subcommand (train, compare, eval, info).
+"""The ``freqalign`` command line: one function per subcommand (train, compare, eval, score, info).
 
 A user mistake (unknown dataset, missing path, bad config key, a grid that does not fit the
 feature map) is printed as one line on stderr with exit status 2, never as a traceback;
@@ -62,7 +62,8 @@ def cmd_train(args) -> int:
             apply(cfg, {"device": args.device}, "--device")
         out = args.resume
     else:
-        cfg = _make_config(args, method=args.method, seed=args.seed)
+        cfg = _make_config(args, method=args.method, seed=args.seed,
+                           backbone_weights=args.backbone_weights)
         out = args.out or os.path.join("runs", f"{cfg.method}-{cfg.preset}-seed{cfg.seed}")
     results = train(cfg, out, resume=bool(args.resume))
     if distributed.is_main():
@@ -87,6 +88,20 @@ def cmd_eval(args) -> int:
     metrics = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device or "auto",
                                   batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .data.scoring import format_table, save_scores
+    from .train.evaluate import score_checkpoint
+
+    rows = score_checkpoint(args.checkpoint, args.paths, device=args.device or "auto",
+                            batch_size=args.batch_size, image_size=args.image_size,
+                            skip_bad=args.skip_bad)
+    print(format_table(rows))
+    if args.out:
+        save_scores(rows, args.out)
+        print(f"wrote {len(rows)} scores to {args.out}")
     return 0
 
 
@@ -131,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="run folder (default runs/METHOD-PRESET-seedN)")
     p.add_argument("--resume", default="", metavar="DIR",
                    help="continue the run in DIR from its checkpoints/last.pt")
+    p.add_argument("--backbone-weights", default=None, metavar="PATH",
+                   help="local torchvision resnet50 state_dict for backbone=resnet50 (nothing downloads)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="source-only, dann, freqalign and target-oracle over seeds "
@@ -147,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=128)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("score", help="score image files and folders with a checkpoint")
+    p.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    p.add_argument("--out", default="", help="also write the scores to a .csv or .json file")
+    p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=0,
+                   help="side of the central crop scored (default: the checkpoint's training size)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("info", help="versions, backends and devices")
     p.set_defaults(func=cmd_info)

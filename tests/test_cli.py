@@ -26,7 +26,7 @@ def tiny(tmp_path_factory):
 
 def test_help_lists_every_subcommand():
     text = build_parser().format_help()
-    for command in ("train", "compare", "eval", "info"):
+    for command in ("train", "compare", "eval", "score", "info"):
         assert command in text
     out = cli("--help")
     assert out.returncode == 0 and "compare" in out.stdout
@@ -50,6 +50,14 @@ def test_train_then_eval(tiny, tmp_path):
     assert ev.returncode == 0, ev.stderr[-2000:]
     metrics = json.loads(ev.stdout)
     assert metrics["n"] == 48 and -1 <= metrics["srcc"] <= 1
+    images = os.path.dirname(target.split(":", 1)[1])
+    scores_file = tmp_path / "scores.json"
+    sc = cli("score", str(run / "checkpoints" / "best.pt"), images, "--out", str(scores_file),
+             "--batch-size", "5")
+    assert sc.returncode == 0, sc.stderr[-2000:]
+    scores = json.loads(scores_file.read_text())
+    assert len(scores) == 48 and f"wrote 48 scores to {scores_file}" in sc.stdout
+    assert all(0 <= row["score"] <= 1 for row in scores)
 
 
 def _one_line_error(out, *words):
@@ -78,5 +86,5 @@ def test_user_errors_are_one_line(tmp_path):
                     "no checkpoint")
     _one_line_error(cli("train", "--preset", "smoke", "backbone=resnet50",
                         f"backbone_weights={tmp_path / 'r50.pth'}", "image_size=64"),
-                    "backbone_weights")
+                    "backbone_weights", "IMAGENET1K_V2", "--backbone-weights")
     _one_line_error(cli("train", "--preset", "smoke", "source=csv:/no/such.csv"), "csv")

@@ -74,8 +74,12 @@ class ResNet50Features(nn.Module):
         import torchvision
 
         if weights and not os.path.isfile(weights):
-            raise FileNotFoundError(f"backbone_weights: no such file {weights!r} (give a local "
-                                    f"torchvision resnet50 state_dict; nothing is downloaded)")
+            raise FileNotFoundError(
+                f"backbone_weights: no such file {weights!r}. Nothing is downloaded: on a machine "
+                f"with internet access run `python -c \"import torchvision; torchvision.models."
+                f"resnet50(weights='IMAGENET1K_V2')\"`, which saves torchvision's ImageNet weights "
+                f"as ~/.cache/torch/hub/checkpoints/resnet50-11ad3fa6.pth, copy that file to "
+                f"{weights!r} (or pass --backbone-weights PATH)")
         net = torchvision.models.resnet50(weights=None)
         if weights:
             state = torch.load(weights, map_location="cpu", weights_only=True)
