@@ -7,6 +7,7 @@ from skimage.metrics import structural_similarity
 from freqalign.data import (TensorIQADataset, center_crop, compose, load_embedded,
                             open_dataset, random_crop, random_hflip, split_by_group)
 from freqalign.data import embedded
+from freqalign.data import fr_score
 from freqalign.data.fr_score import ms_ssim_color
 
 TINY = dict(size=32, n_per_domain=100, progress=False)
@@ -113,7 +114,7 @@ def test_fr_score_matches_skimage_ssim_on_gray_single_scale():
     for i in range(3):
         sk = structural_similarity(ref[i, 0].astype(float), dist[i, 0].astype(float),
                                    gaussian_weights=True, sigma=1.5, data_range=255,
-                                   use_sample_covariance=False)
+                                   use_sample_covariance=False, K1=fr_score.K1, K2=fr_score.K2)
         # gray: Cb and Cr are constant 128 in both, so they score 1 with weight 2/8
         assert float(ours[i]) == pytest.approx(0.75 * sk + 0.25, abs=1e-5)
 

@@ -138,9 +138,9 @@ def sample_camera_params(rng: np.random.Generator) -> dict:
         params["exposure_ev"] = float(rng.uniform(0.4, 1.5) if over else rng.uniform(-3.5, -1.0))
     if "blur" in params["stages"]:
         if rng.random() < 0.5:
-            params["defocus_radius"] = float(rng.uniform(0.8, 3.0))
+            params["defocus_radius"] = float(rng.uniform(0.5, 2.5))
         else:
-            params["motion_length"] = float(rng.uniform(3.0, 10.0))
+            params["motion_length"] = float(rng.uniform(2.0, 6.0))
             params["motion_angle"] = float(rng.uniform(0.0, np.pi))
     if "noise" in params["stages"]:
         params["shot"] = float(10 ** rng.uniform(-3.3, -1.9))  # Poisson part: var = shot * x

@@ -5,8 +5,12 @@ compression and contrast loss far better than PSNR, and needs only Gaussian filt
 Choices (ours):
 - computed on each of Y, Cb, Cr (BT.601, 0..255 range) and averaged 6:1:1, the weighting
   video coding uses for PSNR/SSIM-YUV, so colour loss (saturation, quantisation) counts;
-- Gaussian window sigma 1.5 (11 taps), K1 = 0.01, K2 = 0.03, 'valid' filtering as in the
-  reference implementation;
+- Gaussian window sigma 1.5 (11 taps), K1 = 0.01, 'valid' filtering as in the reference
+  implementation, but K2 = 0.01 instead of Wang's 0.03: the smaller stabiliser makes the
+  contrast-structure term relative to the crop's own contrast, so blurring a smooth crop
+  (sky, moon) counts as a loss instead of scoring near 1. With 0.03 the label of a blurred
+  crop mostly measured how textured the pristine crop was, which a blind model cannot see
+  (embedded v3: source-trained models ranked target blur backwards);
 - as many scales as the crop allows (3 for 64 x 64, at most 5), with the first scales of
   Wang's weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333) renormalised to sum to 1;
 - contrast-structure terms clamped at 0 so the weighted product is defined.
@@ -22,6 +26,7 @@ MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 CHANNEL_WEIGHTS = (6.0 / 8.0, 1.0 / 8.0, 1.0 / 8.0)
 WINDOW = 11
 SIGMA = 1.5
+K1, K2 = 0.01, 0.01  # SSIM stabilisers (relative to the 0..255 range); see the docstring
 
 
 def _filter_matrix(n: int) -> torch.Tensor:
@@ -56,7 +61,7 @@ def num_scales(height: int, width: int) -> int:
 
 def _ssim_terms(x: torch.Tensor, y: torch.Tensor):
     """Per-image luminance and contrast-structure means, separable 'valid' Gaussian filter."""
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    c1, c2 = (K1 * 255) ** 2, (K2 * 255) ** 2
     mh, mw = _filter_matrix(x.shape[-2]), _filter_matrix(x.shape[-1])
 
     def filt(t):
