@@ -12,23 +12,13 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include "accumulate.h"
+
 #include <cstdint>
 #include <cstring>
 
 namespace freqalign {
 namespace cpu {
-
-// Accumulation type: float64 for float64 inputs, float32 for everything else.
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccOf<T>::type;
 
 enum class Isa { base, avx2 };
 

@@ -12,22 +12,12 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include "accumulate.h"
+
 #include <cstdint>
 
 namespace freqalign {
 namespace gpu {
-
-// Accumulation type: float64 for float64 inputs, float32 for everything else.
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccOf<T>::type;
 
 inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
