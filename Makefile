@@ -1,10 +1,11 @@
-# The two set-up commands of the README: `make demo` (the main job) and `make test`.
-# Both install what they need first; the compiled extension is rebuilt only when csrc/ changes.
+# The two set-up commands of the README: `make demo` (the main job) and `make test`
+# (`make test-fast` is the quick loop: every test not marked slow).
+# All three install what they need first; the compiled extension is rebuilt only when csrc/ changes.
 PYTHON ?= python
 PIP := $(PYTHON) -m pip
 EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/* csrc/cuda/*)
 
-.PHONY: install demo test bench-cpu
+.PHONY: install demo test test-fast bench-cpu
 install: .build-stamp
 
 .build-stamp: $(EXT_SOURCES) pyproject.toml
@@ -18,6 +19,9 @@ demo: install
 
 test: install
 	FREQALIGN_REQUIRE_EXT=1 $(PYTHON) -m pytest -q
+
+test-fast: install
+	FREQALIGN_REQUIRE_EXT=1 $(PYTHON) -m pytest -q -m "not slow"
 
 bench-cpu: install
 	$(PYTHON) benchmarks/report_cpu.py --out benchmarks/results

@@ -1,8 +1,11 @@
-"""The ``freqalign`` command line: one function per subcommand (train, compare, eval, score, info).
+"""The ``freqalign`` command line: one function per subcommand (train, compare, study, eval,
+score, info).
 
 A user mistake (unknown dataset, missing path, bad config key, a grid that does not fit the
-feature map) is printed as one line on stderr with exit status 2, never as a traceback;
-set ``FREQALIGN_DEBUG=1`` to see the traceback anyway.
+feature map, an unsafe checkpoint) is a ``freqalign.errors.FreqAlignError``: it is printed as
+one line on stderr with exit status 2 (set ``FREQALIGN_DEBUG=1`` to see its traceback too).
+Bad command-line values are argparse's usage errors, also exit status 2. Any other exception
+is a bug and raises with its traceback.
 """
 from __future__ import annotations
 
@@ -11,7 +14,29 @@ import json
 import os
 import sys
 
-from .train.config import METHODS, PRESETS, ConfigError
+from .errors import FreqAlignError, MissingFileError
+from .train.config import METHODS, PRESETS
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (else argparse's usage error, exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _scores_file(text: str) -> str:
+    """An argparse type: a ``.csv`` or ``.json`` file name, checked before any image is scored."""
+    if os.path.splitext(text)[1].lower() not in (".csv", ".json"):
+        raise argparse.ArgumentTypeError(f"must end in .csv or .json, got {text!r}")
+    return text
 
 
 def _config_args(p: argparse.ArgumentParser, method: bool = True) -> None:
@@ -54,9 +79,9 @@ def cmd_train(args) -> int:
     if args.resume:
         saved = os.path.join(args.resume, "config.yaml")
         if not os.path.isfile(saved):
-            raise FileNotFoundError(f"--resume {args.resume}: no config.yaml there (not a run folder)")
+            raise MissingFileError(f"--resume {args.resume}: no config.yaml there (not a run folder)")
         if not os.path.isfile(os.path.join(args.resume, "checkpoints", "last.pt")):
-            raise FileNotFoundError(f"--resume {args.resume}: no checkpoints/last.pt to resume from")
+            raise MissingFileError(f"--resume {args.resume}: no checkpoints/last.pt to resume from")
         cfg = config_from_dict(load_yaml(saved))
         if args.device:
             apply(cfg, {"device": args.device}, "--device")
@@ -79,6 +104,15 @@ def cmd_compare(args) -> int:
     out = args.out or os.path.join("runs", f"compare-{cfg.preset}")
     table = compare(cfg, out, seeds=args.seeds, first_seed=args.first_seed)
     print(table)
+    return 0
+
+
+def cmd_study(args) -> int:
+    from .train.study import study
+
+    cfg = _make_config(args)
+    out = args.out or os.path.join("runs", f"study-{cfg.preset}")
+    print(study(cfg, out, seeds=args.seeds, first_seed=args.first_seed, stride=args.stride))
     return 0
 
 
@@ -153,25 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="source-only, dann, freqalign and target-oracle over seeds "
                        "-> compare.json and compare.md")
     _config_args(p, method=False)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--seeds", type=_int_at_least(1), default=5, help="number of seeds (default 5)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--out", default="", help="folder (default runs/compare-PRESET)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("study", help="transferability of every window position (branched from "
+                       "one warm-up per seed) against GAP -> study.json/.md/.png")
+    _config_args(p, method=False)
+    p.add_argument("--seeds", type=_int_at_least(1), default=3, help="number of seeds (default 3)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--stride", type=_int_at_least(1), default=1,
+                   help="window positions visited: every STRIDE-th (default 1: all)")
+    p.add_argument("--out", default="", help="folder (default runs/study-PRESET)")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
     p.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
     p.add_argument("--dataset", required=True, help="dataset spec, e.g. embedded-target")
     p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=128)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("score", help="score image files and folders with a checkpoint")
     p.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
-    p.add_argument("--out", default="", help="also write the scores to a .csv or .json file")
+    p.add_argument("--out", default=None, type=_scores_file,
+                   help="also write the scores to a .csv or .json file")
     p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=0,
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--image-size", type=_int_at_least(0), default=0,
                    help="side of the central crop scored (default: the checkpoint's training size)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
     p.set_defaults(func=cmd_score)
@@ -192,7 +237,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("freqalign: interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except FreqAlignError as exc:
         if os.environ.get("FREQALIGN_DEBUG") == "1":
             raise
         print(f"freqalign {args.command}: error: {exc}", file=sys.stderr)

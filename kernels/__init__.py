@@ -3,8 +3,9 @@
 ``dct.py`` holds ``transform2d`` (dct2d/idct2d), ``freq_pool.py`` the pooling forward and
 backward. Each is a ``torch.library.triton_op`` (``freqalign::triton_*``), so ``torch.compile``
 traces into the kernels; triton_op also supplies the fake (meta) implementations, and
-``freqalign.ops.autograd`` adds the backward formulas. float64 inputs run through the
-plain-PyTorch reference inside the same ops (see the op modules).
+``freqalign.ops.autograd`` adds the backward formulas and the autocast rule (run with autocast
+off, so the ops' torch fallbacks and partial-sum reductions keep their dtype). float64 inputs
+run through the plain-PyTorch reference inside the same ops (see the op modules).
 """
 import functools
 

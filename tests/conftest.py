@@ -1,13 +1,22 @@
-"""Shared fixtures: the backends that can run on CPU tensors here."""
+"""Shared fixtures: the backends that can run on CPU tensors here, and seeded global RNGs."""
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 
 import freqalign
 from freqalign import backend
 
-torch.manual_seed(0)
+
+@pytest.fixture(autouse=True)
+def _seeded_global_rngs():
+    """Every test starts from the same global RNG states, whatever ran before it (tests that
+    draw their data use explicit generators; this covers library code that draws globally)."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 def _cpu_backends():

@@ -1,9 +1,11 @@
-"""Checks shared by tests/test_triton.py (interpreter, CPU) and tests/test_cuda.py (GPU).
+"""Checks shared by the op tests (test_ops, test_freqpool, test_autocast), tests/test_triton.py
+(interpreter, CPU) and tests/test_cuda.py (GPU).
 
-Each check runs the public op on the currently selected backend, on ``device`` in ``dtype``,
-forward and backward, against a float64 ``scipy.fft`` oracle computed from the same
-(dtype-rounded) input (the float64 cosine formula where scipy is missing, as it may be on the
-GPU machine). Errors are measured relative to the largest reference value.
+Each check runs the public op on the named backend (the one selected by the caller), on
+``device`` in ``dtype``, forward and backward, against a float64 ``scipy.fft`` oracle computed
+from the same (dtype-rounded) input (the float64 cosine formula where scipy is missing, as it
+may be on the GPU machine). Every element must lie within its worst-case error bound
+(``numerics``), built from how that backend computes (``dct_error``, ``pool_error``).
 """
 import numpy as np
 import torch
@@ -14,44 +16,69 @@ except ImportError:  # e.g. the GPU machine's bare environment: the float64 cosi
     scipy_fft = None
 
 from freqalign import dct2d, freq_pool, idct2d
+from numerics import (TF32, TF32X3, UNIT_ROUNDOFF, accumulation, assert_within, bound, dct_magnitude,
+                      dct_matrix64, oracle_error, relative_error)
 
-# max |out - ref| / max |ref|; bf16's 1e-2 is the project's accuracy target
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 1e-2}
-
-
-def relative_error(out: torch.Tensor, ref: np.ndarray) -> float:
-    out = out.detach().double().cpu().numpy()
-    assert out.shape == ref.shape, f"shape {out.shape} != reference {ref.shape}"
-    assert np.isfinite(out).all(), "non-finite values in the output"
-    return float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-30))
+U32 = UNIT_ROUNDOFF[torch.float32]
+KRONECKER_MAX = 64  # freqalign.kernels.dct: the Triton Kronecker form for H * W <= 64
+TRITON_MAX_SIDE = 64  # ... and the separable form for sides <= 64; larger planes go to torch
 
 
-def assert_close(out, ref, dtype, what):
-    err = relative_error(out, ref)
-    assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.2e} > {TOLERANCE[dtype]:.0e} for {dtype}"
+# -- how each backend computes, as a relative error bound --------------------------------------
+
+def truncates(backend: str, dtype: torch.dtype) -> bool:
+    """Whether the backend's kernels truncate when converting fp32 to ``dtype`` (error 2u, not u):
+    Triton's fp32 -> bf16 does in its interpreter; everything else rounds to nearest."""
+    return backend == "triton" and dtype == torch.bfloat16
 
 
-def _cosine_matrix(n):
-    """The orthonormal DCT-II matrix from its formula, in float64 (used only without scipy)."""
-    u, t = np.arange(n)[:, None], np.arange(n)[None, :]
-    scale = np.where(u == 0, np.sqrt(1.0 / n), np.sqrt(2.0 / n))
-    return scale * np.cos(np.pi * (2 * t + 1) * u / (2 * n))
+def dct_error(backend: str, dtype: torch.dtype, height: int, width: int) -> float:
+    """Relative error (of ``|C_H| |x| |C_W|^T``) of ``transform2d`` on ``backend``.
 
+    torch, cpu, cuda: two matmuls (H + W terms) over bases rounded once to the accumulation dtype.
+    triton (fp16/fp32): the Kronecker form, one dot of H*W terms over ``fl(l * r)`` (3 float32
+    roundings, then one to fp16; fp32 dots use tf32x3), or the separable form, whose fp16 dots
+    multiply by bases and an intermediate rounded to fp16; float64 and larger planes: the torch path.
+    """
+    acc = accumulation(dtype)
+    half = dtype in (torch.float16, torch.bfloat16)
+    fused = backend == "triton" and dtype != torch.float64 and (
+        height * width <= KRONECKER_MAX or max(height, width) <= TRITON_MAX_SIDE)
+    if not fused:
+        return relative_error(height + width, acc, [(2, UNIT_ROUNDOFF[acc])])
+    dot = (1, UNIT_ROUNDOFF[dtype] * (2 if truncates(backend, dtype) else 1)) if half else (1, TF32X3)
+    if height * width <= KRONECKER_MAX:
+        return relative_error(height * width, acc, [(3, U32), dot])
+    return relative_error(height + width, acc, [(2, U32), (3 if half else 2, dot[1])])
+
+
+def pool_error(backend: str, dtype: torch.dtype, terms: int, grouped: bool) -> float:
+    """Relative error of ``pool_forward`` (``terms = H * W``) or ``pool_backward`` (``terms = K``,
+    1 when grouped): fp32 (fp64) accumulation over filters rounded once to it; Triton's ungrouped
+    dots round the filters to TF32 for fp16/bf16 input and use tf32x3 for fp32."""
+    acc = accumulation(dtype)
+    factors = [(1, UNIT_ROUNDOFF[acc])]
+    if backend == "triton" and not grouped and dtype != torch.float64:
+        factors.append((1, TF32 if dtype in (torch.float16, torch.bfloat16) else TF32X3))
+    return relative_error(terms, acc, factors)
+
+
+# -- oracle ------------------------------------------------------------------------------------
 
 def _dctn(array, inverse=False):
     if scipy_fft is not None:
         fn = scipy_fft.idctn if inverse else scipy_fft.dctn
         return fn(array, type=2, norm="ortho", axes=(-2, -1))
-    rows, cols = _cosine_matrix(array.shape[-2]), _cosine_matrix(array.shape[-1])
+    rows, cols = dct_matrix64(array.shape[-2]), dct_matrix64(array.shape[-1])
     return rows.T @ array @ cols if inverse else rows @ array @ cols.T
 
 
-def _oracle(a, inverse=False):
-    return _dctn(a.detach().double().cpu().numpy(), inverse)
+def _numpy(a: torch.Tensor) -> np.ndarray:
+    return a.detach().double().cpu().numpy()
 
 
 def make_input(shape, dtype, device, layout="contiguous", seed=0):
-    """A random input in ``layout``: contiguous, channels_last, or transposed (H, W strides swapped)."""
+    """A seeded random input in ``layout``: contiguous, channels_last, or transposed (H, W strides swapped)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
     if layout == "channels_last":
@@ -61,21 +88,31 @@ def make_input(shape, dtype, device, layout="contiguous", seed=0):
     return x
 
 
-def check_dct_roundtrip(shape, dtype, device, layout="contiguous"):
+def assert_dct(out, a, backend, inverse, what):
+    """``out`` is ``dct2d(a)`` (``idct2d`` with ``inverse``) within its bound; ``a`` in ``out``'s dtype."""
+    a64 = _numpy(a)
+    exact = _dctn(a64, inverse)
+    rel = dct_error(backend, out.dtype, a.shape[-2], a.shape[-1])
+    limit = bound(dct_magnitude(a64, inverse), exact, rel, out.dtype, truncates(backend, out.dtype),
+                  oracle_error(a64))
+    assert_within(out, exact, limit, what)
+
+
+def check_dct_roundtrip(shape, dtype, device, backend, layout="contiguous"):
     """dct2d and idct2d forward against scipy, and their backward (each the other's adjoint)."""
     x = make_input(shape, dtype, device, layout).requires_grad_(True)
     y = dct2d(x)
     assert y.dtype == dtype and y.shape == x.shape and y.is_contiguous()
-    assert_close(y, _oracle(x), dtype, f"dct2d {tuple(shape)}")
+    assert_dct(y, x, backend, False, f"dct2d {tuple(shape)} {dtype}")
     g = make_input(shape, dtype, device, seed=1)
     (grad,) = torch.autograd.grad(y, x, g)
-    assert_close(grad, _oracle(g, inverse=True), dtype, f"dct2d backward {tuple(shape)}")
+    assert_dct(grad, g, backend, True, f"dct2d backward {tuple(shape)} {dtype}")
 
     c = make_input(shape, dtype, device, layout, seed=2).requires_grad_(True)
     z = idct2d(c)
-    assert_close(z, _oracle(c, inverse=True), dtype, f"idct2d {tuple(shape)}")
+    assert_dct(z, c, backend, True, f"idct2d {tuple(shape)} {dtype}")
     (grad,) = torch.autograd.grad(z, c, g)
-    assert_close(grad, _oracle(g), dtype, f"idct2d backward {tuple(shape)}")
+    assert_dct(grad, g, backend, False, f"idct2d backward {tuple(shape)} {dtype}")
 
 
 def freqs_for(height, width, k, seed=0):
@@ -85,34 +122,125 @@ def freqs_for(height, width, k, seed=0):
     return [(int(i) // width, int(i) % width) for i in picks]
 
 
-def check_pool(shape, k, grouped, norm, dtype, device, layout="contiguous"):
-    """freq_pool forward against the scipy coefficients, backward against scipy's inverse DCT."""
-    batch, channels, height, width = shape
-    freqs = freqs_for(height, width, k)
-    k = len(freqs)
-    x = make_input(shape, dtype, device, layout).requires_grad_(True)
-    out = freq_pool(x, freqs, grouped=grouped, norm=norm)
-    scale = 1.0 / np.sqrt(height * width) if norm == "mean" else 1.0
-    coeffs = _oracle(x)
-    picked = np.stack([coeffs[:, :, u, v] for u, v in freqs], axis=-1) * scale  # (B, C, K)
-    group = np.arange(channels) // (channels // k) if grouped else None
-    ref = picked[:, np.arange(channels), group] if grouped else picked
-    assert out.dtype == dtype
-    assert_close(out, ref, dtype, f"freq_pool {tuple(shape)} K={k} grouped={grouped} {norm} {layout}")
+def _pick(coeffs, freqs, channels, grouped):
+    """(B, C, K) of coefficients at ``freqs``; grouped: channel c's own frequency, (B, C)."""
+    picked = np.stack([coeffs[:, :, u, v] for u, v in freqs], axis=-1)
+    if not grouped:
+        return picked
+    group = np.arange(channels) // (channels // len(freqs))
+    return picked[:, np.arange(channels), group]
 
-    g = make_input(out.shape[::-1], dtype, device, seed=3).transpose(0, -1)  # non-contiguous grad
-    (grad,) = torch.autograd.grad(out, x, g)
-    spectrum = np.zeros(shape)
-    g64 = g.double().cpu().numpy() * scale
+
+def pool_reference(x, freqs, grouped, norm):
+    """(exact, magnitude, oracle error) of ``freq_pool(x, freqs, grouped, norm)`` from scipy."""
+    x64 = _numpy(x)
+    height, width = x64.shape[-2:]
+    scale = 1.0 / np.sqrt(height * width) if norm == "mean" else 1.0
+    channels = x64.shape[1]
+    exact = _pick(_dctn(x64), freqs, channels, grouped) * scale
+    magnitude = _pick(dct_magnitude(x64), freqs, channels, grouped) * scale
+    oracle = _pick(oracle_error(x64), freqs, channels, grouped) * scale
+    return exact, magnitude, oracle
+
+
+def check_pool_forward(out, x, freqs, grouped, norm, backend, what):
+    exact, magnitude, oracle = pool_reference(x, freqs, grouped, norm)
+    rel = pool_error(backend, out.dtype, x.shape[-2] * x.shape[-1], grouped)
+    assert_within(out, exact, bound(magnitude, exact, rel, out.dtype, truncates(backend, out.dtype), oracle), what)
+
+
+def check_pool_backward(grad_x, grad_out, freqs, grouped, norm, backend, what):
+    """``grad_x[b, c] = sum_k grad_out[b, c, k] * B_k`` (grouped: one term), from scipy's inverse DCT
+    of the spectrum holding ``grad_out`` at ``freqs``."""
+    channels, height, width = grad_x.shape[1:]
+    scale = 1.0 / np.sqrt(height * width) if norm == "mean" else 1.0
+    g64 = _numpy(grad_out) * scale
+    spectrum = np.zeros(grad_x.shape)
+    group = np.arange(channels) // (channels // len(freqs)) if grouped else None
     for j, (u, v) in enumerate(freqs):
         if grouped:
-            chans = np.nonzero(group == j)[0]
-            spectrum[:, chans, u, v] = g64[:, chans]
+            spectrum[:, group == j, u, v] = g64[:, group == j]
         else:
             spectrum[:, :, u, v] = g64[:, :, j]
-    ref_grad = _dctn(spectrum, inverse=True)
+    exact = _dctn(spectrum, inverse=True)
+    magnitude = dct_magnitude(np.abs(spectrum), inverse=True)  # sum_k |g_k| |B_k|
+    rel = pool_error(backend, grad_x.dtype, 1 if grouped else len(freqs), grouped)
+    limit = bound(magnitude, exact, rel, grad_x.dtype, truncates(backend, grad_x.dtype), oracle_error(spectrum))
+    assert_within(grad_x, exact, limit, what)
+
+
+def check_pool(shape, k, grouped, norm, dtype, device, backend, layout="contiguous"):
+    """freq_pool forward against the scipy coefficients, backward against scipy's inverse DCT."""
+    height, width = shape[-2:]
+    freqs = freqs_for(height, width, k)
+    x = make_input(shape, dtype, device, layout).requires_grad_(True)
+    out = freq_pool(x, freqs, grouped=grouped, norm=norm)
+    assert out.dtype == dtype
+    what = f"freq_pool {tuple(shape)} {dtype} K={len(freqs)} grouped={grouped} {norm} {layout}"
+    check_pool_forward(out, x, freqs, grouped, norm, backend, what)
+    g = make_input(out.shape[::-1], dtype, device, seed=3).transpose(0, -1)  # non-contiguous grad
+    (grad,) = torch.autograd.grad(out, x, g)
     assert grad.shape == x.shape and grad.dtype == dtype
-    assert_close(grad, ref_grad, dtype, f"freq_pool backward {tuple(shape)} K={k} grouped={grouped} {norm}")
+    check_pool_backward(grad, g, freqs, grouped, norm, backend, f"{what} backward")
+
+
+# -- autocast (DESIGN section 2) ---------------------------------------------------------------
+
+AUTOCAST_FREQS = [(0, 0), (1, 3), (5, 2)]  # K = 3: inputs have 6 channels (grouped: 2 per frequency)
+
+
+def autocast_ops(x, names=("dct2d", "idct2d", "pool_grouped", "pool_ungrouped")) -> dict:
+    """The ops the autocast policy covers, on ``x (B, 6, H, W)``: ``{name: output}``."""
+    ops = {"dct2d": dct2d, "idct2d": idct2d,
+           "pool_grouped": lambda t: freq_pool(t, AUTOCAST_FREQS, grouped=True),
+           "pool_ungrouped": lambda t: freq_pool(t, AUTOCAST_FREQS, grouped=False)}
+    return {name: ops[name](x) for name in names}
+
+
+def promised_dtypes(x, autocast_dtype, names) -> dict:
+    """The output dtypes the fake (meta) kernels promise for ``x`` under autocast: the ops run
+    under ``FakeTensorMode``, so only the fake kernels (and torch's meta functions) run."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.autocast(x.device.type, dtype=autocast_dtype):
+        return {name: out.dtype for name, out in autocast_ops(mode.from_tensor(x), names).items()}
+
+
+def check_autocast(x, autocast_dtype, backend, names=("dct2d", "idct2d", "pool_grouped", "pool_ungrouped"),
+                   run=autocast_ops, check_fake=True):
+    """Under autocast to ``autocast_dtype``, each op (run by ``run``, e.g. a compiled
+    ``autocast_ops``) returns the dtype its fake kernel promises, which is ``x``'s own, and lies
+    within the bound of computing in ``x``'s precision with fp32 accumulation: an fp32 input
+    lowered to fp16/bf16 would miss its bound by orders of magnitude. ``check_fake=False``
+    where fake tensors cannot run (the Triton interpreter reads their data)."""
+    with torch.autocast(x.device.type, dtype=autocast_dtype):
+        outputs = run(x, names)
+    if check_fake:
+        assert promised_dtypes(x, autocast_dtype, names) == {name: x.dtype for name in names}
+    for name, out in outputs.items():
+        what = f"{name} of {x.dtype} under {autocast_dtype} autocast on {backend}"
+        assert out.dtype == x.dtype, what
+        if name.startswith("pool"):
+            check_pool_forward(out, x, AUTOCAST_FREQS, name == "pool_grouped", "ortho", backend, what)
+        else:
+            assert_dct(out, x, backend, name == "idct2d", what)
+
+
+def check_autocast_backward(x, autocast_dtype, backend, names=("dct2d", "idct2d", "pool_grouped", "pool_ungrouped")):
+    """Gradients taken inside the autocast region (the hard case: backward runs under autocast
+    too) have ``x``'s dtype and lie within their bounds."""
+    for name in names:
+        leaf = x.detach().requires_grad_(True)
+        with torch.autocast(x.device.type, dtype=autocast_dtype):
+            out = autocast_ops(leaf, (name,))[name]
+            g = make_input(out.shape, x.dtype, x.device, seed=7)
+            (grad,) = torch.autograd.grad(out, leaf, g)
+        what = f"{name} backward of {x.dtype} under {autocast_dtype} autocast on {backend}"
+        assert grad.dtype == x.dtype, what
+        if name.startswith("pool"):
+            check_pool_backward(grad, g, AUTOCAST_FREQS, name == "pool_grouped", "ortho", backend, what)
+        else:
+            assert_dct(grad, g, backend, name == "dct2d", what)
 
 
 def check_nan_propagates(dtype, device):

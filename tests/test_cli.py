@@ -1,5 +1,5 @@
-"""The ``freqalign`` command line: help, info, a tiny train + eval, and user errors as one
-clear line with a non-zero exit (never a traceback)."""
+"""The ``freqalign`` command line: help, info, a tiny train + eval, user errors as one clear
+line with exit status 2 (never a traceback), and bugs with their traceback."""
 import json
 import os
 import subprocess
@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
+from freqalign import cli as cli_module
 from freqalign.cli import build_parser
 
-from tiny_run import make_tiny_data, tiny_overrides
+from tiny_run import assert_metrics_match_predictions, make_tiny_data, tiny_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,17 +40,19 @@ def test_info_reports_versions_backends_devices():
         assert word in out.stdout
 
 
+@pytest.mark.slow
 def test_train_then_eval(tiny, tmp_path):
     run = tmp_path / "run"
     out = cli("train", "--preset", "smoke", "--seed", "1", "--out", str(run), *tiny)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "target test" in out.stdout and "selected window" in out.stdout
-    assert json.loads((run / "results.json").read_text())["seed"] == 1
+    assert assert_metrics_match_predictions(run)["seed"] == 1
     target = [t for t in tiny if t.startswith("target=")][0].split("=", 1)[1]
-    ev = cli("eval", str(run / "checkpoints" / "best.pt"), "--dataset", target)
-    assert ev.returncode == 0, ev.stderr[-2000:]
-    metrics = json.loads(ev.stdout)
-    assert metrics["n"] == 48 and -1 <= metrics["srcc"] <= 1
+    evals = [cli("eval", str(run / "checkpoints" / "best.pt"), "--dataset", target) for _ in range(2)]
+    assert all(ev.returncode == 0 for ev in evals), evals[0].stderr[-2000:]
+    metrics = json.loads(evals[0].stdout)
+    assert metrics["n"] == 48 and metrics["method"] == "freqalign"
+    assert json.loads(evals[1].stdout) == metrics  # deterministic: the same numbers twice
     images = os.path.dirname(target.split(":", 1)[1])
     scores_file = tmp_path / "scores.json"
     sc = cli("score", str(run / "checkpoints" / "best.pt"), images, "--out", str(scores_file),
@@ -72,6 +75,36 @@ def _one_line_error(out, *words):
         assert w in message, message
 
 
+def test_user_error_in_process_is_one_line(capsys, tmp_path):
+    missing = tmp_path / "missing.yaml"
+    assert cli_module.main(["train", "--config", str(missing)]) == 2
+    expected = f"freqalign train: error: --config: no such file {str(missing)!r}"
+    assert capsys.readouterr().err.splitlines() == [expected]
+    assert cli_module.main(["train", "--preset", "smoke", "--device", "tpu", "--out", str(tmp_path)]) == 2
+    assert "--device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+def test_bugs_keep_their_traceback(monkeypatch):
+    """Only a FreqAlignError is a user mistake: any other exception, even a ValueError, propagates."""
+    def broken(args):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(cli_module, "cmd_info", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli_module.main(["info"])
+
+
+@pytest.mark.parametrize("argv", [["score", "ck.pt", "img", "--out", "scores.txt"],
+                                  ["score", "ck.pt", "img", "--batch-size", "0"],
+                                  ["eval", "ck.pt", "--dataset", "x", "--batch-size", "two"],
+                                  ["compare", "--seeds", "0"]])
+def test_bad_argument_values_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_module.main(argv)
+    assert stop.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_user_errors_are_one_line(tmp_path):
     _one_line_error(cli("train", "--preset", "smoke", "source=nope", "--out", str(tmp_path / "a")),
                     "unknown dataset", "nope")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from freqalign.train.config import make_config, parse_overrides
-from freqalign.train.loop import CRASH_ENV, train
+from freqalign.train.loop import train
 
 from tiny_run import make_tiny_data, tiny_overrides
 
@@ -24,18 +24,22 @@ def setup(tmp_path_factory):
     return tiny, reference
 
 
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "freqalign", *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=300, env={**os.environ, **(env or {})})
+def cli(*args, kill_after=0):
+    """The CLI in a subprocess; with ``kill_after`` hard-killed after that optimizer step."""
+    command = ([os.path.join(ROOT, "tests", "killed_run.py"), str(kill_after)] if kill_after
+               else ["-m", "freqalign"])
+    return subprocess.run([sys.executable, *command, *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300)
 
 
-# tiny plan: warmup 0-3, dann-warmup 4-5, search 6-11 (positions 0, 20, 40), finetune 12-14;
-# checkpoints every 2 steps, so each kill loses a step that the resumed run must replay.
+# tiny plan: warmup 0-3, dann-warmup 4-5, search 6-11 (positions 0, 20, 40, each branching from
+# the state at step 6), finetune 12-14; checkpoints every 2 steps, and the kill comes before
+# the killed step's checkpoint, so each kill loses steps that the resumed run must replay.
 @pytest.mark.parametrize("kill_at", [3, 9, 13], ids=["warmup", "search", "finetune"])
 def test_killed_run_resumes_to_identical_results(setup, tmp_path, kill_at):
     tiny, reference = setup
     run = tmp_path / "run"
-    killed = cli("train", "--preset", "smoke", "--out", str(run), *tiny, env={CRASH_ENV: str(kill_at)})
+    killed = cli("train", "--preset", "smoke", "--out", str(run), *tiny, kill_after=kill_at)
     assert killed.returncode == 17, killed.stderr[-2000:]
     assert not (run / "results.json").exists()
     resumed = cli("train", "--resume", str(run))

@@ -8,7 +8,7 @@ import yaml
 
 from freqalign.train.config import (METHODS, PRESETS, ConfigError, make_config,
                                     parse_overrides)
-from freqalign.train.loop import lr_factor, stage_at, stages_done, train
+from freqalign.train.loop import lineage_step, lr_factor, stage_at, stages_done, train
 
 from tiny_run import make_tiny_data, tiny_overrides
 
@@ -37,11 +37,20 @@ def test_config_files_match_presets(preset):
         assert make_config(preset).to_dict() == yaml.safe_load(fh)
 
 
-def test_every_method_gets_the_same_budget():
-    totals = {m: make_config("demo", method=m).total_steps() for m in METHODS}
-    assert len(set(totals.values())) == 1
-    fa, dann = make_config("demo").stages(), make_config("demo", method="dann").stages()
-    assert fa[:2] == dann[:2]  # shared warm-ups: what compare forks from
+@pytest.mark.parametrize("mode", ["branch", "move", "probe"])
+def test_every_method_gets_the_same_budget(mode):
+    """The final model of every method has the same number of steps in its history: the
+    baselines' whole run; freqalign's warm-ups, one position's budget (branch) or the whole walk
+    (move), and fine-tuning."""
+    cfgs = {m: make_config("demo", method=m, search_mode=mode) for m in METHODS}
+    for m in ("dann", "source-only", "target-oracle"):
+        assert cfgs[m].total_steps() == cfgs[m].warmup_steps + cfgs[m].adapt_steps()
+    budgets = {m: c.warmup_steps + c.adapt_steps() for m, c in cfgs.items()}
+    assert len(set(budgets.values())) == 1
+    fa = cfgs["freqalign"]
+    walk = len(fa.positions()) * fa.search_steps if mode != "probe" else 0
+    assert fa.total_steps() == fa.warmup_steps + fa.dann_warmup_steps + walk + fa.finetune_steps
+    assert fa.stages()[:2] == cfgs["dann"].stages()[:2]  # shared warm-ups: what compare forks from
 
 
 def test_unknown_and_badly_typed_keys_are_config_errors(tmp_path):
@@ -69,16 +78,35 @@ def test_precedence_preset_file_override_flag(tmp_path):
 
 
 def test_lr_schedule_and_stage_lookup():
-    cfg = make_config("smoke")
-    start = cfg.total_steps() - cfg.finetune_steps
-    assert lr_factor(cfg, 0) == 1.0 and lr_factor(cfg, start - 1) == 1.0
-    assert lr_factor(cfg, start) == pytest.approx(cfg.finetune_lr_scale)
-    assert lr_factor(cfg, cfg.total_steps() - 1) < 0.05 * cfg.finetune_lr_scale
+    cfg = make_config("demo", overrides={"warmup_steps": 1000, "lr_warmup": 0.1})
+    w, low = cfg.warmup_steps, cfg.adapt_lr_scale
+    ramp = int(cfg.lr_warmup * w)
+    assert lr_factor(cfg, 0) == pytest.approx(1 / ramp)  # linear ramp ...
+    assert lr_factor(cfg, ramp - 1) == pytest.approx(1.0)  # ... to the peak
+    mid = ramp + (w - ramp) // 2
+    assert lr_factor(cfg, mid) == pytest.approx(low + (1 - low) / 2, rel=1e-2)  # cosine half-way
+    start = w + cfg.adapt_steps() - cfg.finetune_steps
+    assert lr_factor(cfg, w) == lr_factor(cfg, start - 1) == low  # constant while adapting
+    assert lr_factor(cfg, start) == pytest.approx(low)
+    assert lr_factor(cfg, w + cfg.adapt_steps() - 1) < 1e-3 * low  # cosine to 0 in fine-tuning
     stages = cfg.stages()
-    assert stage_at(stages, 0) == ("warmup", 0, cfg.warmup_steps)
-    assert stage_at(stages, cfg.warmup_steps)[0] == "dann-warmup"
-    assert stages_done(stages, cfg.warmup_steps) == [("warmup", cfg.warmup_steps)]
-    assert stage_at(stages, start)[:2] == ("finetune", 0)
+    assert stage_at(stages, 0) == (stages[0], 0) and stages[0].name == "warmup"
+    assert stage_at(stages, w)[0].name == "dann-warmup"
+    assert stages_done(stages, w) == [("warmup", w)]
+    assert stage_at(stages, cfg.total_steps() - cfg.finetune_steps)[0].name == "finetune"
+
+
+def test_branch_positions_share_the_lineage_schedule():
+    """In branch mode each position's k-th step sees the lr and lambda of the origin + k."""
+    cfg = make_config("smoke")
+    stages = cfg.stages()
+    search = [s for s in stages if s.name == "search"][0]
+    origin = cfg.warmup_steps + cfg.dann_warmup_steps
+    for t_in in range(search.steps):
+        assert lineage_step(cfg, search, t_in, origin + t_in) == origin + t_in % cfg.search_steps
+    finetune = stages[-1]
+    assert lineage_step(cfg, finetune, 0, cfg.total_steps() - cfg.finetune_steps) == \
+        origin + cfg.search_steps
 
 
 # -- end to end ---------------------------------------------------------------------------
@@ -100,7 +128,7 @@ def test_tiny_freqalign_run_writes_every_output(tiny, tmp_path):
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == cfg.to_dict()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in records} == {"train", "eval"}
-    best = torch.load(tmp_path / "checkpoints/best.pt", weights_only=False)
+    best = torch.load(tmp_path / "checkpoints/best.pt", weights_only=True)
     assert best["criterion"] == cfg.best_criterion
     assert results["target"] == saved["target"]
 
@@ -124,7 +152,7 @@ def test_probe_mode_scores_every_position_without_moving(tiny, tmp_path):
     results = train(cfg, str(tmp_path))
     assert [e["position"] for e in results["search"]] == cfg.positions()
     assert results["criterion"] == "probe" and results["steps"] == cfg.total_steps()
-    assert "search" not in [s for s, _ in cfg.stages()]
+    assert "search" not in [s.name for s in cfg.stages()]
 
 
 def test_compare_writes_tables_and_reuses_finished_runs(tiny, tmp_path):
@@ -140,3 +168,67 @@ def test_compare_writes_tables_and_reuses_finished_runs(tiny, tmp_path):
     stamp = (tmp_path / "seed0" / "dann" / "results.json").stat().st_mtime
     assert compare(cfg, str(tmp_path), seeds=1) == table
     assert (tmp_path / "seed0" / "dann" / "results.json").stat().st_mtime == stamp
+
+
+# -- paired comparisons and the transferability study ---------------------------------------
+def test_paired_interval_matches_scipy_ttest():
+    """The interval of the mean paired difference is scipy's one-sample t interval (the oracle);
+    both are a few float64 operations on five values, so 1e-12 is far above their rounding."""
+    from scipy import stats
+
+    from freqalign.train.paired import gap_closed, paired_difference
+
+    a, b = [0.61, 0.58, 0.66, 0.60, 0.63], [0.55, 0.57, 0.60, 0.52, 0.61]
+    d = paired_difference(a, b)
+    ci = stats.ttest_1samp([x - y for x, y in zip(a, b)], 0.0).confidence_interval(0.95)
+    assert (d["low"], d["high"]) == (pytest.approx(ci.low, abs=1e-12), pytest.approx(ci.high, abs=1e-12))
+    assert d["excludes_zero"] and d["n"] == 5
+    assert not paired_difference([0.5, 0.6], [0.6, 0.5])["excludes_zero"]
+    g = gap_closed([0.6, 0.7], [0.5, 0.5], [0.7, 0.9])  # gains 0.1, 0.2 of gaps 0.2, 0.4
+    assert g["share"] == pytest.approx(0.5) and g["per_seed"] == pytest.approx([0.5, 0.5])
+
+
+def test_compare_reports_paired_intervals_and_rejects_results_of_another_config(tiny, tmp_path):
+    from freqalign.train.compare import compare, finished
+
+    cfg = tiny_config(tiny, progress=False)
+    compare(cfg, str(tmp_path), seeds=2)
+    data = json.loads((tmp_path / "compare.json").read_text())
+    fa, dann = data["summary"]["freqalign"]["target_srcc"], data["summary"]["dann"]["target_srcc"]
+    pair = data["paired"]["freqalign - dann"]
+    assert pair["per_seed"] == pytest.approx([x - y for x, y in zip(fa, dann)])
+    assert pair["low"] <= pair["mean"] <= pair["high"]
+    assert set(data["features"]) == {"target", "source_val", "target_oracle"}
+    # a crashed rerun with another config rewrites config.yaml but not results.json: not reused
+    run = tmp_path / "seed0" / "dann"
+    other = tiny_config(tiny, progress=False, lr=0.5)
+    (run / "config.yaml").write_text(yaml.safe_dump(other.to_dict()))
+    assert finished(other, str(run)) is None
+
+
+def test_study_branches_every_window_from_one_warmup(tiny, tmp_path):
+    from freqalign.train.study import study
+
+    cfg = tiny_config(tiny, progress=False)
+    text = study(cfg, str(tmp_path), seeds=2, stride=20)
+    report = json.loads((tmp_path / "study.json").read_text())
+    assert report["positions"] == [0, 20, 40] and (tmp_path / "study.png").is_file()
+    assert set(report["criteria"]) == {"dev", "source", "confusion"} and "dev" in text
+    for row in report["rows"]:
+        assert {"dann", "source-only"} <= set(row) and len(row["windows"]) == 3
+    # every window's run started from the same state: its search entries were recorded after
+    # the same number of lineage steps, so the window runs differ only by their window
+    run = json.loads((tmp_path / "seed0" / "windows" / "results.json").read_text())
+    assert run["search_mode"] == "branch" and run["budget"] == \
+        cfg.warmup_steps + cfg.dann_warmup_steps + cfg.search_steps
+
+
+def test_branch_position_equals_a_run_of_that_position_alone(tiny, tmp_path):
+    """Branch mode restarts each position from the search origin (weights, optimiser moments,
+    batches, RNGs): position 20 of a full search scores exactly as a search of position 20 only."""
+    full = train(tiny_config(tiny, finetune_steps=0), str(tmp_path / "full"))
+    alone = train(tiny_config(tiny, finetune_steps=0, search_start=20, search_end=20),
+                  str(tmp_path / "alone"))
+    assert [e["position"] for e in full["search"]] == [0, 20, 40]
+    assert alone["search"][0]["scores"] == full["search"][1]["scores"]
+    assert alone["search"][0]["oracle_target_srcc"] == full["search"][1]["oracle_target_srcc"]

@@ -1,9 +1,13 @@
-"""A tiny two-domain CSV dataset and a tiny config, so training tests take seconds."""
+"""A tiny two-domain CSV dataset and a tiny config, so training tests take seconds; and a check
+of a finished run's reported metrics."""
 import csv
+import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
+from scipy import stats
 
 # 3 window positions x 2 steps; 15 optimizer steps in all
 TINY = ["image_size=32", "cnn_width=16", "cnn_downsample=2", "batch_size=8", "eval_batch_size=64",
@@ -47,3 +51,19 @@ def make_tiny_data(folder) -> dict:
 
 def tiny_overrides(specs: dict) -> list:
     return TINY + [f"source={specs['source']}", f"target={specs['target']}"]
+
+
+def assert_metrics_match_predictions(run):
+    """A run's reported target SRCC, PLCC and KRCC are those of its saved target predictions,
+    recomputed by scipy.stats (the oracle). Both sides are float64 formulas over a few dozen
+    values, rounding errors of order 1e-15, so 1e-12 (about 1e4 eps) is a safe tolerance.
+    Returns the run's results."""
+    results = json.loads((run / "results.json").read_text())
+    predictions = np.load(run / "target_predictions.npz")
+    pred, true = predictions["pred"].astype(np.float64), predictions["true"].astype(np.float64)
+    assert len(pred) == len(true) == results["sizes"]["tgt_test"] > 0
+    expected = {"srcc": stats.spearmanr(pred, true)[0], "plcc": stats.pearsonr(pred, true)[0],
+                "krcc": stats.kendalltau(pred, true)[0]}
+    for name, value in expected.items():
+        assert results["target"][name] == pytest.approx(value, abs=1e-12), name
+    return results

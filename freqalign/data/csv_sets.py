@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..errors import DatasetError
 from .files import DatasetLayoutError, ImageFileDataset, layout_message
 from .label_files import FolderIndex, normalise, parse_options, read_csv, to_float
 from .registry import register_dataset
@@ -40,7 +41,7 @@ def _parse_bool(text: str, key: str) -> bool:
         return True
     if low in ("0", "false", "no"):
         return False
-    raise ValueError(f"option {key} must be true or false, got {text!r}")
+    raise DatasetError(f"option {key} must be true or false, got {text!r}")
 
 
 def _parse_range(text: str) -> Tuple[float, float]:
@@ -48,10 +49,10 @@ def _parse_range(text: str) -> Tuple[float, float]:
     try:
         low, high = (float(p) for p in parts)
     except ValueError:
-        raise ValueError(f"option range must be LO,HI (e.g. range=0,100), got {text!r}") \
+        raise DatasetError(f"option range must be LO,HI (e.g. range=0,100), got {text!r}") \
             from None
     if not high > low:
-        raise ValueError(f"option range must have LO < HI, got {text!r}")
+        raise DatasetError(f"option range must have LO < HI, got {text!r}")
     return low, high
 
 

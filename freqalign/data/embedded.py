@@ -34,7 +34,6 @@ Everything is drawn from ``numpy`` Generators seeded by ``seed``; both domains a
 together in one file.
 """
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -43,12 +42,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .. import storage
 from . import degradations as D
 from .base import TensorIQADataset
 from .fr_score import ms_ssim_color
 from .registry import register_dataset
 
-VERSION = "v4"
+VERSION = "v6"  # v6: no saturation kind in the source; stored as tensors and lists (weights_only=True)
 DEFAULT_SIZE = 64
 DEFAULT_PER_DOMAIN = 3000
 CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
@@ -90,10 +90,6 @@ def _load_photo(path: Path) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     return array
-
-
-def _is_gray(photo: np.ndarray) -> bool:
-    return bool(np.abs(photo - photo[..., :1]).max() < 1e-6)
 
 
 def _random_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -144,28 +140,24 @@ def _tiles(height: int, width: int) -> List[Tuple[slice, slice]]:
 
 def _pristine_crops(scenes: Dict[str, Tuple[str, ...]], n_crops: int, size: int, rng,
                     first_group: int):
-    """Yield ``(pristine, is_gray, group, scene_index)`` for ``n_crops`` crops spread evenly
+    """Yield ``(pristine, group, scene_index)`` for ``n_crops`` crops spread evenly
     over the scenes, and within a scene round-robin over its tiles (and its files)."""
     group = first_group
     for s, crops in enumerate(_counts(n_crops, len(scenes))):
         photos = [_load_photo(skimage_data_dir() / f) for f in scenes[list(scenes)[s]]]
-        gray = [_is_gray(p) for p in photos]
         tiles = _tiles(*photos[0].shape[:2])  # a stereo pair shares its tiles
         for c in range(crops):
             t, f = c % len(tiles), (c // len(tiles)) % len(photos)
-            yield _random_crop(photos[f][tiles[t]], size, rng), gray[f], group + t, s
+            yield _random_crop(photos[f][tiles[t]], size, rng), group + t, s
         group += len(tiles)
 
 
 def _generate_source(rng, size, n, bar) -> dict:
     kinds = list(D.SOURCE_DISTORTIONS)
-    # saturation changes nothing on a grayscale photo: leave it out there
-    colour_kinds, gray_kinds = kinds, [k for k in kinds if k != "saturation"]
     ref, dist, groups, photo, kind_ids, levels = [], [], [], [], [], []
-    for pristine, gray, group, scene in _pristine_crops(SOURCE_SCENES, max(1, n // LEVELS),
-                                                        size, rng, first_group=0):
-        usable = gray_kinds if gray else colour_kinds
-        kind = usable[int(rng.integers(len(usable)))]
+    for pristine, group, scene in _pristine_crops(SOURCE_SCENES, max(1, n // LEVELS), size, rng,
+                                                  first_group=0):
+        kind = kinds[int(rng.integers(len(kinds)))]
         for level in range(LEVELS):
             dist.append(D.to_uint8(D.apply_source(pristine, kind, level, rng)))
             ref.append(D.to_uint8(pristine))
@@ -181,7 +173,7 @@ def _generate_source(rng, size, n, bar) -> dict:
 
 def _generate_target(rng, size, n, bar, first_group: int) -> dict:
     ref, dist, groups, photo, stages, params = [], [], [], [], [], []
-    for pristine, _, group, scene in _pristine_crops(TARGET_SCENES, n, size, rng,
+    for pristine, group, scene in _pristine_crops(TARGET_SCENES, n, size, rng,
                                                      first_group=first_group):
         p = D.sample_camera_params(rng)
         dist.append(D.to_uint8(D.camera_pipeline(pristine, p, rng)))
@@ -255,17 +247,22 @@ def cache_path(cache_dir=None, *, seed: int = 0, size: int = DEFAULT_SIZE,
     return root / f"embedded-{VERSION}-{seed}-{size}{suffix}.pt"
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _to_storable(data: dict) -> dict:
+    """The cache dict with every numpy array as a tensor: only types that
+    ``torch.load(weights_only=True)`` accepts (tensors, numbers, strings, lists, tuples, dicts)."""
+    return {name: {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in part.items()}
+            for name, part in data.items()}
+
+
+def _from_storable(data: dict) -> dict:
+    """Inverse of ``_to_storable``: every tensor but ``images`` back to a numpy array."""
+    return {name: {k: v.numpy() if isinstance(v, torch.Tensor) and k != "images" else v
+                   for k, v in part.items()}
+            for name, part in data.items()}
+
+
+def _atomic_save(data: dict, path: Path) -> None:
+    storage.save(_to_storable(data), path)
 
 
 def load_embedded(domain: str, *, cache_dir=None, seed: int = 0, size: int = DEFAULT_SIZE,
@@ -278,7 +275,7 @@ def load_embedded(domain: str, *, cache_dir=None, seed: int = 0, size: int = DEF
     path = cache_path(cache_dir, seed=seed, size=size, n_per_domain=n_per_domain)
     data = None
     if path.is_file():
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = _from_storable(storage.load(path))
         if data.get("meta", {}).get("version") != VERSION:
             data = None
     if data is None:

@@ -15,16 +15,17 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import DatasetError
 from .base import IQADataset, center_crop, check_labels
 
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(DatasetError, FileNotFoundError):
     """A dataset root, label file or image is missing, or a label file has the wrong form."""
 
 
-class BadImageError(OSError):
+class BadImageError(DatasetError, OSError):
     """An image file exists but cannot be decoded."""
 
 

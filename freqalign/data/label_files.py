@@ -11,6 +11,7 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from ..errors import DatasetError
 from .files import IMAGE_EXTENSIONS, DatasetLayoutError, layout_message
 
 
@@ -157,7 +158,7 @@ def normalise(values, low: float, high: float, higher_is_better: bool = True) ->
     low = min(float(low), float(values.min())) if values.size else float(low)
     high = max(float(high), float(values.max())) if values.size else float(high)
     if not high > low:
-        raise ValueError(f"empty score range [{low}, {high}]")
+        raise DatasetError(f"empty score range [{low}, {high}]")
     unit = (values - low) / (high - low)
     return unit if higher_is_better else 1.0 - unit
 
@@ -206,7 +207,7 @@ class FolderIndex:
 
 
 def parse_options(text: Optional[str], allowed: Iterable[str]) -> Dict[str, str]:
-    """``"a=1&b=x"`` -> ``{"a": "1", "b": "x"}``; unknown keys raise ``ValueError``."""
+    """``"a=1&b=x"`` -> ``{"a": "1", "b": "x"}``; unknown keys raise ``DatasetError``."""
     out: Dict[str, str] = {}
     if not text:
         return out
@@ -217,6 +218,6 @@ def parse_options(text: Optional[str], allowed: Iterable[str]) -> Dict[str, str]
         key, _, value = part.partition("=")
         key = key.strip().replace("-", "_")
         if key not in allowed:
-            raise ValueError(f"unknown option {key!r}; allowed options: {allowed}")
+            raise DatasetError(f"unknown option {key!r}; allowed options: {allowed}")
         out[key] = value.strip()
     return out

@@ -9,6 +9,7 @@ imported on first use, so ``import freqalign`` stays cheap.
 import importlib
 from typing import Callable, Dict, Optional
 
+from ..errors import DatasetError
 from .base import IQADataset
 
 _LOADERS: Dict[str, Callable[..., IQADataset]] = {}
@@ -43,14 +44,14 @@ def open_dataset(spec: str, *, image_size: Optional[int] = None, cache_dir=None,
                  seed: int = 0, skip_bad: bool = False) -> IQADataset:
     """Open the dataset named by ``spec`` (``"name"`` or ``"name:ROOT"``).
 
-    Unknown names raise ``ValueError`` listing the known ones.
+    Unknown names raise ``DatasetError`` listing the known ones.
     """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"dataset spec must be 'name' or 'name:ROOT', got {spec!r}")
+        raise DatasetError(f"dataset spec must be 'name' or 'name:ROOT', got {spec!r}")
     name, _, root = spec.partition(":")
     _import_loaders()
     if name not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: "
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: "
                          f"{', '.join(sorted(_LOADERS))}")
     return _LOADERS[name](root or None, image_size=image_size, cache_dir=cache_dir,
                           seed=seed, skip_bad=skip_bad)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..errors import MissingFileError
 from .base import center_crop
 from .files import IMAGE_EXTENSIONS, BadImageError, pil_to_tensor, read_rgb, resize_shorter
 
@@ -38,7 +39,7 @@ def expand_paths(paths: Iterable[PathLike]) -> List[str]:
         elif os.path.isfile(p):
             out.append(p)
         else:
-            raise FileNotFoundError(f"no such image file or folder: {p}")
+            raise MissingFileError(f"no such image file or folder: {p}")
     return out
 
 

@@ -4,6 +4,8 @@ from typing import Dict, Sequence
 import numpy as np
 from torch.utils.data import Subset
 
+from ..errors import DatasetError
+
 
 class IQASubset(Subset):
     """A ``Subset`` that keeps ``name``, ``scores`` and ``groups`` of its rows."""
@@ -35,8 +37,8 @@ def split_by_group(dataset, fractions: Dict[str, float], seed: int) -> Dict[str,
     uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     needed = int((frac > 0).sum())
     if len(uniq) < needed:
-        raise ValueError(f"fractions asks for {needed} non-empty splits but the dataset has "
-                         f"only {len(uniq)} groups")
+        raise DatasetError(f"fractions asks for {needed} non-empty splits but the dataset has "
+                           f"only {len(uniq)} groups")
     order = np.random.default_rng(seed).permutation(len(uniq))
     target = frac * len(groups)
     filled = np.zeros(len(names))

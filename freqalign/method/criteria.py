@@ -15,25 +15,14 @@ from typing import Dict
 
 import numpy as np
 import torch
-from scipy import stats
 
+from ..metrics import srcc
+
+# The criteria that read no target labels: only these may select a window or a checkpoint.
 LABEL_FREE = ("dev", "source", "confusion")
 
 
-def srcc(pred, true) -> float:
-    """Spearman correlation; 0 when either side is constant (no ranking information)."""
-    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(true) == 0:
-        return 0.0
-    return float(stats.spearmanr(pred, true)[0])
-
-
-def _standardize(train: np.ndarray, *others):
-    mu, sd = train.mean(0), train.std(0) + 1e-6
-    return [(a - mu) / sd for a in (train,) + others]
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-2):
+def fit_domain_classifier(x: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-2):
     """L2-regularised logistic regression fit with L-BFGS in float64; returns ``predict_proba``.
 
     Features are standardised on ``x``; classes are balanced by weighting, so the
@@ -107,7 +96,7 @@ def score_all(ev: Dict[str, np.ndarray], fit_steps: int = 100) -> Dict[str, floa
     """
     x = np.concatenate([ev["src_train_feat"], ev["tgt_train_feat"]])
     y = np.concatenate([np.zeros(len(ev["src_train_feat"])), np.ones(len(ev["tgt_train_feat"]))])
-    proba = fit_logistic(x, y, fit_steps)
+    proba = fit_domain_classifier(x, y, fit_steps)
     p_src, p_tgt = proba(ev["src_val_feat"]), proba(ev["tgt_val_feat"])
     acc = balanced_accuracy(p_src, p_tgt)
     weights = density_ratio(p_src)
@@ -122,5 +111,5 @@ def score_all(ev: Dict[str, np.ndarray], fit_steps: int = 100) -> Dict[str, floa
     }
 
 
-__all__ = ["LABEL_FREE", "srcc", "fit_logistic", "balanced_accuracy", "confusion_score",
+__all__ = ["LABEL_FREE", "fit_domain_classifier", "balanced_accuracy", "confusion_score",
            "density_ratio", "dev_risk", "score_all"]

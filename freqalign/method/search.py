@@ -1,7 +1,8 @@
 """Frequency movement (DESIGN section 4, stage 2) and perturbation jitter (stage 3).
 
-``move`` mode: the trainer adapts at each window position in turn and records one entry per
-position here. ``probe`` mode scores every position at once on frozen features from one
+``branch`` and ``move`` modes: the trainer adapts at each window position (from the same
+warm-up state, or continuing from the previous position) and records one entry per position
+here; the trainer, not this state, keeps the best position's model on disk. ``probe`` mode scores every position at once on frozen features from one
 ungrouped ``freq_pool`` pass over all S*S grid frequencies.
 """
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 import torch
 
 from ..basis import grid_to_index, window, zigzag
+from ..metrics import srcc
 from ..ops import freq_pool
-from .criteria import balanced_accuracy, confusion_score, fit_logistic, srcc
+from .criteria import balanced_accuracy, confusion_score, fit_domain_classifier
 
 
 class SearchState:
@@ -23,7 +25,6 @@ class SearchState:
         self.positions = list(positions)
         self.window_size, self.grid = window_size, grid
         self.entries: List[Dict] = []
-        self.best_model: Optional[Dict] = None  # model state at the best position (move mode)
 
     def record(self, position: int, criterion: str, scores: Dict[str, float],
                target_srcc: float, step: int) -> bool:
@@ -48,13 +49,12 @@ class SearchState:
 
     def state_dict(self) -> Dict:
         return {"positions": self.positions, "window_size": self.window_size, "grid": self.grid,
-                "entries": self.entries, "best_model": self.best_model}
+                "entries": self.entries}
 
     def load_state_dict(self, state: Dict) -> None:
         self.positions = list(state["positions"])
         self.window_size, self.grid = state["window_size"], state["grid"]
         self.entries = list(state["entries"])
-        self.best_model = state["best_model"]
 
 
 def jitter(position: int, radius: int, last: int, generator: torch.Generator) -> int:
@@ -105,7 +105,7 @@ def probe_scores(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], p
         q = srcc(quality(feat["src_val"]), labels["src_val"])
         x = np.concatenate([feat["src_train"], feat["tgt_train"]])
         y = np.r_[np.zeros(len(feat["src_train"])), np.ones(len(feat["tgt_train"]))]
-        proba = fit_logistic(x, y, fit_steps)
+        proba = fit_domain_classifier(x, y, fit_steps)
         acc = balanced_accuracy(proba(feat["src_val"]), proba(feat["tgt_val"]))
         out.append({"probe": q + confusion_score(acc), "probe_source_srcc": q,
                     "domain_accuracy": acc,

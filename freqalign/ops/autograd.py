@@ -1,12 +1,20 @@
-"""Fake (meta) kernels and autograd for a backend's three registered kernel ops.
+"""Fake (meta) kernels, autograd and the autocast rule for a backend's three registered kernel ops.
 
 The compiled extension (``freqalign::transform2d`` ...) and the Triton backend
 (``freqalign::triton_transform2d`` ...) share the same contract (see ``freqalign.backend``),
 so one function wires both. Each backward is another op of the same family, so higher-order
 gradients work too: transform2d's adjoint is transform2d with transposed matrices, and
 pool_forward and pool_backward are each other's adjoint.
+
+Autocast (DESIGN section 2): each op runs with autocast off, so a kernel's own internal torch
+calls (the CPU kernel's BLAS matmul, the reference fallbacks) are never lowered to fp16/bf16
+and every op returns the dtype its fake kernel promises: fp32 in, fp32 out; fp16/bf16 in, the
+same dtype out with fp32 accumulation.
 """
 import torch
+
+_AUTOCAST_KEYS = {"AutocastCPU": "cpu", "AutocastCUDA": "cuda"}
+_library = torch.library.Library("freqalign", "FRAGMENT")  # keeps the autocast rules registered
 
 
 def _transform2d_fake(x, left, right):
@@ -23,8 +31,23 @@ def _pool_backward_fake(grad, filters, grouped):
     return grad.new_empty((grad.shape[0], grad.shape[1], filters.shape[1], filters.shape[2]))
 
 
+def _without_autocast(op, device_type: str):
+    def kernel(*args):
+        with torch.autocast(device_type, enabled=False):
+            return op(*args)
+
+    return kernel
+
+
+def _register_autocast_rule(name: str, op) -> None:
+    """Under autocast, run ``op`` unchanged with autocast off (no casts: the kernels choose precision)."""
+    for key, device_type in _AUTOCAST_KEYS.items():
+        _library.impl(name.split("::")[1], _without_autocast(op, device_type), key)
+
+
 def register(transform2d_name: str, pool_forward_name: str, pool_backward_name: str, *, fake: bool):
-    """Register autograd (and, for ops defined outside Python, fake kernels) by qualified name."""
+    """Register autograd, the autocast rule (and, for ops defined outside Python, fake kernels) by
+    qualified name."""
     ops = torch.ops.freqalign
     transform2d = getattr(ops, transform2d_name.split("::")[1])
     pool_forward = getattr(ops, pool_forward_name.split("::")[1])
@@ -56,4 +79,7 @@ def register(transform2d_name: str, pool_forward_name: str, pool_backward_name: 
     torch.library.register_autograd(transform2d_name, transform2d_backward, setup_context=save_matrices)
     torch.library.register_autograd(pool_forward_name, pool_forward_backward, setup_context=save_filters)
     torch.library.register_autograd(pool_backward_name, pool_backward_backward, setup_context=save_filters)
+    for name, op in ((transform2d_name, transform2d), (pool_forward_name, pool_forward),
+                     (pool_backward_name, pool_backward)):
+        _register_autocast_rule(name, op)
     return transform2d, pool_forward, pool_backward

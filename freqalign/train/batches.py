@@ -43,6 +43,10 @@ class BatchStream:
         self.consumed = consumed
         self._iter = None
 
+    def seek(self, consumed: int) -> None:
+        """Continue as if ``consumed`` batches had been handed out (resume, branch restarts)."""
+        self.consumed, self._iter = int(consumed), None
+
     def __next__(self):
         if self._iter is None:
             dataset, batch_size, seed, rank, world, workers = self.args

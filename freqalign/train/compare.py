@@ -1,9 +1,20 @@
-"""``freqalign compare``: source-only, dann, freqalign and target-oracle over seeds.
+"""``freqalign compare``: source-only, dann, freqalign and target-oracle over seeds, paired.
 
 Per seed, freqalign runs first and keeps its stage-boundary checkpoints; the baselines fork
 from them (source-only and target-oracle after the shared source warm-up, dann after the
-shared DANN warm-up), which gives the same result as running them from scratch (the plans
-share those stages step for step) in less time. Finished runs with the same config are reused.
+shared DANN warm-up), so all methods of a seed share the warm-up and have the same step budget
+in their final model's history; the forks give the same result as runs from scratch (tested).
+Methods are then compared per seed (``paired``), with Student-t 95% intervals over seeds.
+The hand-crafted-features ridge (``features``) is a deterministic reference row.
+Finished runs are reused when their results carry exactly the same config.
+
+``compare.json`` keys: ``config``, ``seeds``, ``runs`` (every run's results.json by method),
+``summary`` (per method: ``target_srcc`` / ``target_plcc`` / ``source_srcc`` lists by seed and
+their ``*_mean``, ``*_std`` (ddof=1), ``selected_windows``), ``paired`` (``"freqalign - dann"``,
+``"freqalign - source-only"``, ``"dann - source-only"``: ``mean``, ``low``, ``high`` (95% t
+interval), ``n``, ``per_seed``, ``excludes_zero``; on target SRCC), ``gap_closed``
+(``freqalign`` and ``dann``: ``share`` of the source-only -> target-oracle target-SRCC gap,
+ratio of mean gains, and ``per_seed``), ``features`` (the baseline's metrics).
 """
 from __future__ import annotations
 
@@ -11,17 +22,18 @@ import json
 import os
 
 import numpy as np
-import yaml
 
 from .config import Config, apply
-from .loop import train
+from .loop import load_data, train
+from .paired import CONFIDENCE, gap_closed, paired_difference
 
 ORDER = ("source-only", "dann", "freqalign", "target-oracle")
 FORK = {"source-only": "after-warmup.pt", "target-oracle": "after-warmup.pt",
         "dann": "after-dann-warmup.pt"}
+PAIRS = (("freqalign", "dann"), ("freqalign", "source-only"), ("dann", "source-only"))
 
 
-def compare(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0) -> str:
+def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
     """Run every method for ``seeds`` seeds into ``out``; write compare.json/.md; return the table."""
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
@@ -39,10 +51,12 @@ def compare(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0) -> str:
             run_dir = os.path.join(out, f"seed{seed}", method)
             runs[method].append(finished(c, run_dir) or train(c, run_dir, fork_from=fork))
     summary = summarize(runs)
+    report = {"config": cfg.to_dict(), "seeds": list(range(first_seed, first_seed + seeds)),
+              "summary": summary, "paired": paired(runs), "gap_closed": gaps(runs),
+              "features": features_baseline(cfg), "runs": runs}
     with open(os.path.join(out, "compare.json"), "w") as fh:
-        json.dump({"config": cfg.to_dict(), "seeds": list(range(first_seed, first_seed + seeds)),
-                   "summary": summary, "runs": runs}, fh, indent=2)
-    table = markdown(summary, cfg, seeds)
+        json.dump(report, fh, indent=2)
+    table = markdown(report, cfg)
     with open(os.path.join(out, "compare.md"), "w") as fh:
         fh.write(table)
     return table
@@ -50,46 +64,104 @@ def compare(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0) -> str:
 
 def finished(cfg: Config, run_dir: str):
     """The results of a finished run of exactly ``cfg`` in ``run_dir`` (so an interrupted or
-    extended compare reuses its runs), else None."""
+    extended compare reuses its runs), else None. The config is the one stored in the results
+    themselves: a crashed rerun with another config rewrites config.yaml, not results.json."""
     try:
-        with open(os.path.join(run_dir, "config.yaml")) as fh:
-            same = yaml.safe_load(fh) == cfg.to_dict()
         with open(os.path.join(run_dir, "results.json")) as fh:
-            return json.load(fh) if same else None
-    except FileNotFoundError:
+            results = json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
+    return results if results.get("config") == cfg.to_dict() else None
+
+
+def _target_srcc(results: list) -> list:
+    return [r["target"]["srcc"] for r in results]
 
 
 def summarize(runs: dict) -> dict:
     out = {}
     for method, results in runs.items():
-        srcc = np.array([r["target"]["srcc"] for r in results])
-        plcc = np.array([r["target"]["plcc"] for r in results])
-        out[method] = {"target_srcc_mean": float(srcc.mean()), "target_srcc_std": float(srcc.std()),
-                       "target_plcc_mean": float(plcc.mean()), "target_plcc_std": float(plcc.std()),
-                       "target_srcc": srcc.tolist(), "target_plcc": plcc.tolist(),
-                       "selected_windows": [r["selected_window"] and r["selected_window"]["position"]
-                                            for r in results]}
-    so, fa, orc = (out[m]["target_srcc_mean"] for m in ("source-only", "freqalign", "target-oracle"))
-    gap = orc - so
-    out["gap_closed_by_freqalign"] = float((fa - so) / gap) if abs(gap) > 1e-12 else None
+        row = {"target_srcc": _target_srcc(results),
+               "target_plcc": [r["target"]["plcc"] for r in results],
+               "source_srcc": [r["source_val"]["srcc"] for r in results],
+               "selected_windows": [r["selected_window"] and r["selected_window"]["position"]
+                                    for r in results]}
+        for key in ("target_srcc", "target_plcc", "source_srcc"):
+            values = np.asarray(row[key])
+            row[f"{key}_mean"] = float(values.mean())
+            row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[method] = row
     return out
 
 
-def markdown(summary: dict, cfg: Config, seeds: int) -> str:
-    lines = [f"# freqalign compare: preset `{cfg.preset}`, {seeds} seed(s)", "",
-             f"Source `{cfg.source}` -> target `{cfg.target}`; metrics on the content-disjoint target test "
-             f"split, mean ± std over seeds (ddof=0).", "",
-             "| method | target SRCC | target PLCC | selected window(s) |", "|---|---|---|---|"]
+def paired(runs: dict) -> dict:
+    return {f"{a} - {b}": paired_difference(_target_srcc(runs[a]), _target_srcc(runs[b]))
+            for a, b in PAIRS}
+
+
+def gaps(runs: dict) -> dict:
+    so, orc = _target_srcc(runs["source-only"]), _target_srcc(runs["target-oracle"])
+    return {m: gap_closed(_target_srcc(runs[m]), so, orc) for m in ("freqalign", "dann")}
+
+
+def features_baseline(cfg: Config) -> dict:
+    """The hand-crafted-features ridge on the same splits: fit on the source training split
+    (and, as its own ceiling, on the target training split); deterministic."""
+    from ..metrics import evaluate
+    from ..method.features import FeatureRidge, dataset_statistics
+
+    data = load_data(cfg)
+    stats = {k: dataset_statistics(data[k], progress=cfg.progress)
+             for k in ("src_train", "src_val", "tgt_train", "tgt_test")}
+    source = FeatureRidge().fit(stats["src_train"], data["src_train"].scores)
+    oracle = FeatureRidge().fit(stats["tgt_train"], data["tgt_train"].scores)
+    keep = ("srcc", "plcc", "krcc", "rmse")
+
+    def metrics(model, split):
+        m = evaluate(model.predict(stats[split]), data[split].scores)
+        return {k: m[k] for k in keep}
+
+    return {"target": metrics(source, "tgt_test"), "source_val": metrics(source, "src_val"),
+            "target_oracle": metrics(oracle, "tgt_test")}
+
+
+def _ci(d: dict) -> str:
+    if d["low"] is None:
+        return f"{d['mean']:+.4f} (one seed: no interval)"
+    mark = " (excludes 0)" if d["excludes_zero"] else ""
+    return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{mark}"
+
+
+def markdown(report: dict, cfg: Config) -> str:
+    summary, n = report["summary"], len(report["seeds"])
+    lines = [f"# freqalign compare: preset `{cfg.preset}`, {n} seed(s)", "",
+             f"Source `{cfg.source}` -> target `{cfg.target}`; SRCC/PLCC on the content-disjoint "
+             f"target test split and SRCC on the held-out source split, mean ± std over seeds "
+             f"(ddof=1). Criterion `{cfg.criterion}`, window size {cfg.window_size}, search mode "
+             f"`{cfg.search_mode}`.", "",
+             "| method | target SRCC | target PLCC | source-val SRCC | selected window(s) |",
+             "|---|---|---|---|---|"]
     for m in ORDER:
         s = summary[m]
         windows = "GAP" if m == "dann" else ("-" if m != "freqalign" else
                                              ", ".join(str(w) for w in s["selected_windows"]))
         note = " (uses target labels: ceiling)" if m == "target-oracle" else ""
         lines.append(f"| {m}{note} | {s['target_srcc_mean']:.4f} ± {s['target_srcc_std']:.4f} | "
-                     f"{s['target_plcc_mean']:.4f} ± {s['target_plcc_std']:.4f} | {windows} |")
-    closed = summary["gap_closed_by_freqalign"]
-    lines += ["", f"Share of the source-only -> target-oracle SRCC gap closed by freqalign: "
-              f"{'n/a' if closed is None else f'{closed:.2f}'} (criterion `{cfg.criterion}`, "
-              f"window size {cfg.window_size}, search mode `{cfg.search_mode}`).", ""]
-    return "\n".join(lines)
+                     f"{s['target_plcc_mean']:.4f} ± {s['target_plcc_std']:.4f} | "
+                     f"{s['source_srcc_mean']:.4f} ± {s['source_srcc_std']:.4f} | {windows} |")
+    f = report["features"]
+    lines.append(f"| features (hand-crafted ridge, deterministic) | {f['target']['srcc']:.4f} | "
+                 f"{f['target']['plcc']:.4f} | {f['source_val']['srcc']:.4f} | - |")
+    lines += ["", f"Features ridge fit on target labels (its ceiling): target SRCC "
+              f"{f['target_oracle']['srcc']:.4f}.", "",
+              f"Paired differences in target SRCC (per seed, same warm-up and budget), mean and "
+              f"{CONFIDENCE:.0%} Student-t interval over {n} seeds:", "",
+              "| difference | mean [95% CI] | per seed |", "|---|---|---|"]
+    for name, d in report["paired"].items():
+        lines.append(f"| {name} | {_ci(d)} | {', '.join(f'{v:+.3f}' for v in d['per_seed'])} |")
+    lines += ["", "Share of the source-only -> target-oracle target-SRCC gap closed (ratio of the "
+              "mean paired gains):", ""]
+    for m, g in report["gap_closed"].items():
+        share = "n/a" if g["share"] is None else f"{g['share']:.2f}"
+        lines.append(f"- {m}: {share} (mean gap {g['mean_gap']:.4f})")
+    return "\n".join(lines) + "\n"

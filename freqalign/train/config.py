@@ -7,16 +7,29 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List
+from typing import Any, Dict, List, NamedTuple
 
 import yaml
 
+from ..errors import ConfigError
+from ..method.criteria import LABEL_FREE
+
 METHODS = ("freqalign", "dann", "source-only", "target-oracle")
 CRITERIA = ("dev", "source", "confusion", "oracle")
+SEARCH_MODES = ("branch", "move", "probe")
+LOSSES = ("l1", "mse")
 
 
-class ConfigError(ValueError):
-    """A user mistake in a config file or override (reported as one line by the CLI)."""
+class Stage(NamedTuple):
+    """One stage of a run's plan: ``steps`` optimizer steps that train on ``batches``
+    (``source`` | ``target`` | ``both``: source labels + unlabelled target for the domain loss)
+    with the discriminator pooling at ``window`` (``none``: no discriminator | ``gap`` |
+    ``search``: the positions of the frequency movement | ``selected``: the selected one,
+    jittered)."""
+    name: str
+    steps: int
+    batches: str
+    window: str
 
 
 @dataclass
@@ -39,7 +52,7 @@ class Config:
     target_val_fraction: float = 0.2   # held-out target groups, unlabelled (oracle reads labels)
     target_test_fraction: float = 0.3  # held-out target groups for the reported metrics only
     max_per_domain: int = 0          # cap on images per domain (0 = all); for quick tests
-    batch_size: int = 16             # per domain and step, summed over processes
+    batch_size: int = 32             # per domain and step, summed over processes
     eval_batch_size: int = 128
     workers: int = 0                 # DataLoader workers (0 = load in the training process)
     hflip: bool = True               # random horizontal flips of training batches
@@ -55,31 +68,34 @@ class Config:
     grid: int = 7                    # canonical S x S frequency grid (FcaNet's 7)
     window_size: int = 4             # ours: frequencies per window w (must divide C)
     # -- optimisation -----------------------------------------------------------------------
-    lr: float = 1e-3                 # Adam
+    loss: str = "l1"                 # quality loss on [0, 1] scores: l1 (the paper's) | mse
+    lr: float = 2e-3                 # AdamW peak learning rate
+    lr_warmup: float = 0.05          # ours: linear lr ramp over this share of warmup_steps
+    adapt_lr_scale: float = 0.1      # ours: lr after the warm-up = lr * this (cosine from lr)
     backbone_lr_scale: float = 1.0   # backbone lr = lr * this (0.1 suits a pretrained ResNet)
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4       # AdamW (decoupled)
     alpha: float = 1.0               # DANN schedule lambda(p) = alpha * (2/(1+exp(-10p)) - 1)
     domain_weight: float = 1.0       # weight of the BCE domain loss
     # -- stages (optimizer steps) -----------------------------------------------------------
-    warmup_steps: int = 200          # stage 1a: source-only supervised
-    dann_warmup_steps: int = 40      # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
-    search_mode: str = "move"        # move: adapt at each position | probe: score frozen features
+    warmup_steps: int = 3000         # stage 1a: source-only supervised
+    dann_warmup_steps: int = 100     # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
+    search_mode: str = "branch"      # branch: every position adapts from the same warm-up state |
+    #                                  move: the paper's sequential walk | probe: frozen features
     search_step: int = 5             # s: window stride along the zigzag order
     search_start: int = 0            # first window position
     search_end: int = -1             # last window position (-1 = grid*grid - window_size)
-    search_steps: int = 12           # ours: adaptation steps per window position
+    search_steps: int = 60           # ours: adaptation steps per window position
     criterion: str = "dev"           # ours: label-free selection: dev | source | confusion (| oracle)
     finetune_from: str = "selected"  # ours: start fine-tuning from the selected position's model or "last"
-    finetune_steps: int = 120        # stage 3: perturbation fine-tuning
+    finetune_steps: int = 200        # stage 3: perturbation fine-tuning
     jitter: int = 1                  # r: position offset drawn from [-r, r] each fine-tuning step
-    finetune_lr_scale: float = 0.3   # ours: stage-3 lr = lr * this, cosine-decayed to 0
     # -- evaluation and outputs -------------------------------------------------------------
     best_criterion: str = "dev"      # label-free criterion that picks checkpoints/best.pt
     criterion_max_samples: int = 256  # cap per split for the criteria's feature passes
     domain_fit_steps: int = 100      # L-BFGS steps of the criteria's logistic domain classifier
-    eval_every: int = 100            # steps between evaluations outside the search
-    checkpoint_every: int = 50       # steps between checkpoints/last.pt writes
-    log_every: int = 50              # steps between log lines / metrics.jsonl records
+    eval_every: int = 500            # steps between evaluations outside the search
+    checkpoint_every: int = 500      # steps between checkpoints/last.pt writes
+    log_every: int = 250             # steps between log lines / metrics.jsonl records
     progress: bool = True            # tqdm progress bars
 
     def validate(self) -> "Config":
@@ -90,10 +106,17 @@ class Config:
             bad("method", f"must be one of {', '.join(METHODS)}")
         if self.criterion not in CRITERIA:
             bad("criterion", f"must be one of {', '.join(CRITERIA)}")
-        if self.best_criterion not in CRITERIA[:3]:
-            bad("best_criterion", f"must be a label-free criterion: {', '.join(CRITERIA[:3])}")
-        if self.search_mode not in ("move", "probe"):
-            bad("search_mode", "must be 'move' or 'probe'")
+        if self.best_criterion not in LABEL_FREE:
+            bad("best_criterion", f"must be a label-free criterion: {', '.join(LABEL_FREE)}")
+        if self.search_mode not in SEARCH_MODES:
+            bad("search_mode", f"must be one of {', '.join(SEARCH_MODES)}")
+        if self.loss not in LOSSES:
+            bad("loss", f"must be one of {', '.join(LOSSES)}")
+        if self.method == "freqalign" and self.search_mode != "probe" and self.search_steps < 1:
+            bad("search_steps", f"must be at least 1 with search_mode={self.search_mode} (each "
+                "position adapts that many steps); search_mode=probe needs none")
+        if not 0 <= self.lr_warmup <= 1:
+            bad("lr_warmup", "must be a share of warmup_steps in [0, 1]")
         if self.finetune_from not in ("selected", "last"):
             bad("finetune_from", "must be 'selected' or 'last'")
         for name in ("image_size", "batch_size", "eval_batch_size", "grid", "window_size",
@@ -124,29 +147,39 @@ class Config:
         end = self.grid ** 2 - self.window_size if self.search_end == -1 else self.search_end
         return list(range(self.search_start, end + 1, self.search_step))
 
-    def adapt_steps(self) -> int:
-        """Steps after warm-up; the same for every method so baselines get the same budget."""
-        search = len(self.positions()) * self.search_steps if self.search_mode == "move" else 0
-        return self.dann_warmup_steps + search + self.finetune_steps
+    def search_walk(self) -> int:
+        """Optimizer steps of the search stage: every position adapts ``search_steps``."""
+        return len(self.positions()) * self.search_steps if self.search_mode != "probe" else 0
 
-    def stages(self) -> List[tuple]:
-        """``[(name, n_steps), ...]`` for this method, empty stages left out; a shared prefix
-        can be forked (compare)."""
+    def lineage_search(self) -> int:
+        """Search steps in the history of the model that continues to fine-tuning: all of the
+        walk in move mode, one position's budget in branch mode (each starts afresh)."""
+        return self.search_steps if self.search_mode == "branch" else self.search_walk()
+
+    def adapt_steps(self) -> int:
+        """Steps after warm-up in the final model's history; every method gets this many."""
+        return self.dann_warmup_steps + self.lineage_search() + self.finetune_steps
+
+    def stages(self) -> List[Stage]:
+        """The plan for this method, empty stages left out; a shared prefix can be forked
+        (compare, study)."""
         w, b, t = self.warmup_steps, self.dann_warmup_steps, self.adapt_steps()
+        plan = [Stage("warmup", w, "source", "none")]
         if self.method == "source-only":
-            plan = [("warmup", w), ("source", t)]
+            plan.append(Stage("source", t, "source", "none"))
         elif self.method == "target-oracle":
-            plan = [("warmup", w), ("oracle", t)]
+            plan.append(Stage("oracle", t, "target", "none"))
         elif self.method == "dann":
-            plan = [("warmup", w), ("dann-warmup", b), ("dann", t - b)]
+            plan += [Stage("dann-warmup", b, "both", "gap"), Stage("dann", t - b, "both", "gap")]
         else:
-            search = len(self.positions()) * self.search_steps if self.search_mode == "move" else 0
-            plan = [("warmup", w), ("dann-warmup", b), ("search", search),
-                    ("finetune", self.finetune_steps)]
-        return [(name, n) for name, n in plan if n > 0]
+            plan += [Stage("dann-warmup", b, "both", "gap"),
+                     Stage("search", self.search_walk(), "both", "search"),
+                     Stage("finetune", self.finetune_steps, "both", "selected")]
+        return [stage for stage in plan if stage.steps > 0]
 
     def total_steps(self) -> int:
-        return self.warmup_steps + self.adapt_steps()
+        """Optimizer steps the run takes (branch mode: more than ``warmup + adapt_steps``)."""
+        return sum(stage.steps for stage in self.stages())
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,7 +198,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   backbone_lr_scale=0.1, warmup_steps=3000, dann_warmup_steps=1000,
                   search_step=2, search_steps=200, finetune_steps=3000, eval_every=500,
                   checkpoint_every=200, log_every=100, workers=4, domain_fit_steps=200,
-                  criterion_max_samples=2048),
+                  criterion_max_samples=2048, adapt_lr_scale=0.5),
 }
 
 

@@ -6,6 +6,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 def setup(device: str):
     """Init the process group when launched by torchrun; returns (rank, world, torch.device).
@@ -19,13 +21,13 @@ def setup(device: str):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: no CUDA GPU is visible (use --device cpu)")
+            raise ConfigError(f"--device {device}: no CUDA GPU is visible (use --device cpu)")
         dev = torch.device("cuda", local if world > 1 else (torch.device(device).index or 0))
         torch.cuda.set_device(dev)
     elif device == "cpu":
         dev = torch.device("cpu")
     else:
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev

@@ -1,17 +1,75 @@
-"""``freqalign eval`` and ``freqalign score``: a saved checkpoint's metrics on a dataset spec,
-and its quality scores for image files."""
+"""Evaluation in one place: predictions over a split (sharded over processes), the
+label-free criteria and the probe during training, and ``freqalign eval`` / ``freqalign
+score`` on a saved checkpoint."""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import evaluate
+from ..metrics import evaluate, srcc
+from ..method.criteria import score_all
 from ..method.model import build_model, check_grid
+from ..method.search import SearchState, all_frequencies, probe_scores
 from . import checkpoint, distributed
+from .batches import crop_batch, eval_batches
 from .config import config_from_dict
-from .loop import predict
+
+SPLITS = ("src_train", "tgt_train", "src_val", "tgt_val", "tgt_test")
+
+
+@torch.no_grad()
+def predict(model, dataset, indices, cfg, device, coeffs: bool = False) -> dict:
+    """Scores, labels and GAP features (and all-frequency coefficients) over ``indices``,
+    sharded over processes and gathered back in order."""
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
+        if torch.distributed.is_initialized() else (0, 1)
+    was = model.training
+    model.eval()
+    parts = {"pred": [], "true": [], "feat": [], "coeffs": [], "order": []}
+    for images, scores, chunk in eval_batches(dataset, cfg.eval_batch_size, indices[rank::world]):
+        f = model.features(crop_batch(images, cfg.image_size).to(device))
+        score, gap = model.quality(f)
+        parts["pred"].append(score.float().cpu())
+        parts["feat"].append(gap.float().cpu())
+        if coeffs:
+            parts["coeffs"].append(all_frequencies(f, cfg.grid).float().cpu())
+        parts["true"].append(scores)
+        parts["order"].extend(chunk)
+    model.train(was)
+    local = {k: (torch.cat(v).numpy() if v and k != "order" else v) for k, v in parts.items()}
+    gathered = distributed.gather(local)
+    order = np.concatenate([np.asarray(g["order"], dtype=np.int64) for g in gathered])
+    sort = np.argsort(order, kind="stable")
+    out = {}
+    for key in ("pred", "true", "feat") + (("coeffs",) if coeffs else ()):
+        arrays = [g[key] for g in gathered if len(g[key])]
+        out[key] = np.concatenate(arrays)[sort]
+    return out
+
+
+def evaluate_criteria(model, data, samples, cfg, device) -> tuple:
+    """All criteria on the held-out splits, and the target-test SRCC (analysis only)."""
+    r = {k: predict(model, data[k], samples[k], cfg, device) for k in samples}
+    ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
+          "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
+          "src_val_true": r["src_val"]["true"], "tgt_val_feat": r["tgt_val"]["feat"],
+          "tgt_val_pred": r["tgt_val"]["pred"], "tgt_val_true": r["tgt_val"]["true"]}
+    scores = score_all(ev, cfg.domain_fit_steps)
+    return scores, srcc(r["tgt_test"]["pred"], r["tgt_test"]["true"])
+
+
+def run_probe(model, data, samples, cfg, device, search: SearchState, step: int) -> None:
+    """Probe mode: score every position on frozen features (one all-frequency pass per split)."""
+    r = {k: predict(model, data[k], samples[k], cfg, device, coeffs=True) for k in samples}
+    coeffs = {k: v["coeffs"] for k, v in r.items()}
+    labels = {k: v["true"] for k, v in r.items()}
+    for pos, s in zip(search.positions,
+                      probe_scores(coeffs, labels, search.positions, cfg.window_size,
+                                   cfg.domain_fit_steps)):
+        search.record(pos, "probe", s, s.pop("oracle_target_srcc"), step)
 
 
 def load_model(path: str, device: str = "auto"):

@@ -1,13 +1,18 @@
 """The trainer: warm-up, frequency movement and perturbation fine-tuning (DESIGN section 4)
-in one loop that reads top to bottom. Baselines run the same loop with other stages.
+in one loop that reads top to bottom. Baselines run the same loop with other stage plans.
 
-``train(cfg, out)`` runs a method into a run folder and returns its results dict.
-Stage plan (``Config.stages``), by optimizer step:
-  warmup      source-only supervised                         (every method)
-  dann-warmup + discriminator on GAP, gradient reversal        (freqalign, dann)
-  search      window at positions p0, p0+s, ... (move mode)   (freqalign)
-  finetune    selected window jittered by [-r, r], decayed lr  (freqalign)
-  dann / source / oracle: the baselines' remaining budget.
+``train(cfg, out)`` runs a method into a run folder and returns its results dict. The plan
+(``Config.stages``) is a list of ``Stage``s; each says what a step trains on and where the
+discriminator pools:
+  warmup      source        no discriminator                     (every method)
+  dann-warmup both          GAP (plain DANN)                     (freqalign, dann)
+  search      both          positions p0, p0+s, ...              (freqalign; branch or move)
+  finetune    both          the selected position, jittered      (freqalign)
+  dann / source / oracle: the baselines' remaining budget (oracle trains on target labels).
+In ``branch`` mode every search position starts from the state saved when the search began
+(``checkpoints/search-origin.pt``: weights, optimiser moments, batch streams and RNGs), so
+positions differ only by their window; the best position's state is kept in
+``checkpoints/search-best.pt``, and fine-tuning continues from it.
 """
 from __future__ import annotations
 
@@ -24,16 +29,13 @@ from tqdm.auto import tqdm
 
 from .. import metrics as iqa_metrics
 from ..basis import window
-from ..method.criteria import score_all
 from ..method.model import build_model, check_grid, dann_lambda
-from ..method.search import SearchState, all_frequencies, jitter, probe_scores
+from ..method.search import SearchState, jitter
 from . import checkpoint, distributed
-from .batches import BatchStream, crop_batch, eval_batches
-from .config import Config, save_yaml
+from .batches import BatchStream, crop_batch
+from .config import Config, Stage, save_yaml
+from .evaluate import SPLITS, evaluate_criteria, predict, run_probe
 from .report import write_report
-
-ADVERSARIAL = ("dann-warmup", "dann", "search", "finetune")
-CRASH_ENV = "FREQALIGN_CRASH_AT_STEP"  # testing hook: hard-exit after this step (simulated kill)
 
 
 # ----------------------------------------------------------------------------- data
@@ -76,100 +78,77 @@ def _sample(n: int, cap: int, seed: int) -> list:
     return np.sort(np.random.default_rng(seed).permutation(n)[:cap]).tolist()
 
 
-# ----------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def predict(model, dataset, indices, cfg, device, coeffs: bool = False) -> dict:
-    """Scores, labels and GAP features (and all-frequency coefficients) over ``indices``,
-    sharded over processes and gathered back in order."""
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
-        if torch.distributed.is_initialized() else (0, 1)
-    was = model.training
-    model.eval()
-    mine = indices[rank::world]
-    parts = {"pred": [], "true": [], "feat": [], "coeffs": [], "order": []}
-    for images, scores, chunk in eval_batches(dataset, cfg.eval_batch_size, mine):
-        x = crop_batch(images, cfg.image_size).to(device)
-        f = model.features(x)
-        g = model.gap(f)
-        parts["pred"].append(torch.sigmoid(model.regressor(g)).squeeze(1).float().cpu())
-        parts["feat"].append(g.float().cpu())
-        if coeffs:
-            parts["coeffs"].append(all_frequencies(f, cfg.grid).float().cpu())
-        parts["true"].append(scores)
-        parts["order"].extend(chunk)
-    model.train(was)
-    local = {k: (torch.cat(v).numpy() if v and k != "order" else v) for k, v in parts.items()}
-    gathered = distributed.gather(local)
-    order = np.concatenate([np.asarray(g["order"], dtype=np.int64) for g in gathered])
-    sort = np.argsort(order, kind="stable")
-    out = {}
-    for key in ("pred", "true", "feat") + (("coeffs",) if coeffs else ()):
-        arrays = [g[key] for g in gathered if len(g[key])]
-        out[key] = np.concatenate(arrays)[sort]
-    return out
-
-
-def evaluate_criteria(model, data, samples, cfg, device) -> tuple:
-    """All criteria on the held-out splits, and the target-test SRCC (analysis only)."""
-    r = {k: predict(model, data[k], samples[k], cfg, device) for k in samples}
-    ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
-          "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
-          "src_val_true": r["src_val"]["true"], "tgt_val_feat": r["tgt_val"]["feat"],
-          "tgt_val_pred": r["tgt_val"]["pred"], "tgt_val_true": r["tgt_val"]["true"]}
-    scores = score_all(ev, cfg.domain_fit_steps)
-    target_srcc = iqa_metrics.srcc(r["tgt_test"]["pred"], r["tgt_test"]["true"])
-    return scores, target_srcc
-
-
-def run_probe(model, data, samples, cfg, device, search: SearchState, step: int) -> None:
-    """Probe mode: score every position on frozen features (one all-frequency pass per split)."""
-    r = {k: predict(model, data[k], samples[k], cfg, device, coeffs=True) for k in samples}
-    coeffs = {k: v["coeffs"] for k, v in r.items()}
-    labels = {k: v["true"] for k, v in r.items()}
-    for pos, s in zip(search.positions,
-                      probe_scores(coeffs, labels, search.positions, cfg.window_size,
-                                   cfg.domain_fit_steps)):
-        search.record(pos, "probe", s, s.pop("oracle_target_srcc"), step)
-
-
-# ----------------------------------------------------------------------------- schedules
-def lr_factor(cfg: Config, step: int) -> float:
-    """1 until the last ``finetune_steps`` steps, then ``finetune_lr_scale`` cosine-decayed to 0
-    (every method, so baselines see the same schedule)."""
-    start = cfg.total_steps() - cfg.finetune_steps
-    if step < start or cfg.finetune_steps == 0:
-        return 1.0
-    t = (step - start) / cfg.finetune_steps
-    return cfg.finetune_lr_scale * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
+# ----------------------------------------------------------------------------- the plan
 def stage_at(stages, step: int) -> tuple:
-    """``(name, step within the stage, stage length)`` for a global step."""
+    """``(stage, step within the stage)`` for a global step."""
     start = 0
-    for name, n in stages:
-        if step < start + n:
-            return name, step - start, n
-        start += n
-    return stages[-1][0], stages[-1][1], stages[-1][1]
+    for stage in stages:
+        if step < start + stage.steps:
+            return stage, step - start
+        start += stage.steps
+    return stages[-1], stages[-1].steps
 
 
 def stages_done(stages, step: int) -> list:
-    """The stages completed by ``step`` (a fork needs them to be a prefix of its own plan)."""
+    """``[(name, steps), ...]`` of the stages completed by ``step`` (a fork needs them to be a
+    prefix of its own plan)."""
     done, end = [], 0
-    for name, n in stages:
-        end += n
+    for stage in stages:
+        end += stage.steps
         if end > step:
             break
-        done.append((name, n))
+        done.append((stage.name, stage.steps))
     return done
 
 
 def stage_ends(stages) -> dict:
+    """``{global step at which a stage ends: its name}``."""
     ends, total = {}, 0
-    for name, n in stages:
-        total += n
-        ends[total] = name
+    for stage in stages:
+        total += stage.steps
+        ends[total] = stage.name
     return ends
+
+
+def lineage_step(cfg: Config, stage: Stage, t_in: int, step: int) -> int:
+    """Steps in the history of the model trained at ``step``. In branch mode every search
+    position restarts from the search's origin, so it counts from there; fine-tuning follows
+    one position's budget. Schedules read this, so every method sees the same lr and lambda
+    at the same point of its model's history."""
+    if cfg.search_mode != "branch" or cfg.method != "freqalign":
+        return step
+    origin = cfg.warmup_steps + cfg.dann_warmup_steps
+    if stage.window == "search":
+        return origin + t_in % cfg.search_steps
+    if stage.window == "selected":
+        return origin + cfg.search_steps + t_in
+    return step
+
+
+def lr_factor(cfg: Config, step: int) -> float:
+    """Of the peak lr, at lineage ``step``: a linear ramp over ``lr_warmup`` of the warm-up, a
+    cosine down to ``adapt_lr_scale`` at its end, constant while adapting, and a cosine from
+    there to 0 over fine-tuning (every method, so baselines see the same schedule)."""
+    w, ramp = cfg.warmup_steps, max(int(cfg.lr_warmup * cfg.warmup_steps), 1)
+    low = cfg.adapt_lr_scale
+    if step < w:
+        if step < ramp:
+            return (step + 1) / ramp
+        t = (step - ramp) / max(w - ramp, 1)
+        return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * t))
+    start = w + cfg.adapt_steps() - cfg.finetune_steps
+    if step < start or cfg.finetune_steps == 0:
+        return low
+    return low * 0.5 * (1.0 + math.cos(math.pi * (step - start) / cfg.finetune_steps))
+
+
+def _fresh_running() -> dict:
+    """Loss sums since the last log record (the domain ones over adversarial steps only)."""
+    return {"quality": 0.0, "domain": 0.0, "domain_acc": 0.0, "n": 0, "n_domain": 0}
+
+
+def quality_loss(cfg: Config, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(pred, y) if cfg.loss == "mse" else F.l1_loss(pred, y)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -196,8 +175,8 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     feature_hw = check_grid(model, cfg)
     backbone = list(model.backbone.parameters())
     heads = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
-    opt = torch.optim.Adam([{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale},
-                            {"params": heads, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale},
+                             {"params": heads, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
     net = model
     if world > 1:
@@ -212,15 +191,18 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
                "tgt": BatchStream(data["tgt_train"], per_rank, cfg.seed * 2 + 1, rank, world,
                                   cfg.workers)}
     samples = {k: _sample(len(data[k]), cfg.criterion_max_samples, cfg.data_seed + i)
-               for i, k in enumerate(("src_train", "tgt_train", "src_val", "tgt_val", "tgt_test"))}
+               for i, k in enumerate(SPLITS)}
     search = SearchState(cfg.positions(), cfg.window_size, cfg.grid)
     stages, total = cfg.stages(), cfg.total_steps()
     last_pos = cfg.grid ** 2 - cfg.window_size
     step, best_score, window_pos = 0, -math.inf, None
-    running = {"l1": 0.0, "domain": 0.0, "n": 0}  # loss sums since the last log record
+    running = _fresh_running()
     ckpt_dir = os.path.join(out, "checkpoints")
+    origin_path = os.path.join(ckpt_dir, "search-origin.pt")
+    selected_path = os.path.join(ckpt_dir, "search-best.pt")
 
     def snapshot() -> dict:
+        """Everything a bit-exact continuation needs."""
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "search": search.state_dict(), "best_score": best_score,
                 "streams": {k: s.consumed for k, s in streams.items()},
@@ -228,21 +210,26 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
                 "stages_done": stages_done(stages, step), "window": window_pos, "running": running,
                 "feature_hw": feature_hw}
 
+    def restore_training_state(ck: dict) -> None:
+        """Weights, optimiser moments, batch-stream positions and RNGs from a snapshot."""
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        for k, s in streams.items():
+            s.seek(ck["streams"][k])
+        checkpoint.set_rng_state(ck["rng"], gens)
+
     source = os.path.join(ckpt_dir, "last.pt") if resume else fork_from
     if source:
         ck = checkpoint.load(source)
-        if fork_from and [tuple(s) for s in ck["stages_done"]] != stages[:len(ck["stages_done"])]:
+        if fork_from and [tuple(s) for s in ck["stages_done"]] != \
+                [(s.name, s.steps) for s in stages[:len(ck["stages_done"])]]:
             raise ValueError(f"cannot fork {cfg.method} from {fork_from}: its completed stages "
                              f"{ck['stages_done']} are not a prefix of {stages}")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        restore_training_state(ck)
         step, window_pos = ck["step"], ck["window"]
-        for k, s in streams.items():
-            s.consumed = ck["streams"][k]
         if resume:
             search.load_state_dict(ck["search"])
             best_score, running = ck["best_score"], ck["running"]
-        checkpoint.set_rng_state(ck["rng"], gens)
 
     # outputs (rank 0 only)
     log, writer = None, None
@@ -267,11 +254,24 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
                 if isinstance(v, (int, float)) and v is not None and math.isfinite(v):
                     writer.add_scalar(f"{kind}/{k}", v, step)
 
-    def evaluate_and_keep_best(stage: str) -> tuple:
+    def save_main(obj: dict, path: str) -> None:
+        if main:
+            checkpoint.save(obj, path)
+        distributed.barrier()
+
+    def own(path: str) -> str:
+        """A state snapshot per process: each rank keeps its own RNG streams."""
+        return path if rank == 0 else path.replace(".pt", f".rank{rank}.pt")
+
+    def save_own(path: str) -> None:
+        checkpoint.save(snapshot(), own(path))
+        distributed.barrier()
+
+    def evaluate_and_keep_best(stage: Stage) -> tuple:
         nonlocal best_score
         distributed.broadcast_buffers(model)
         scores, target_srcc = evaluate_criteria(model, data, samples, cfg, device)
-        record("eval", {"stage": stage, **scores, "oracle_target_srcc": target_srcc})
+        record("eval", {"stage": stage.name, **scores, "oracle_target_srcc": target_srcc})
         if scores[cfg.best_criterion] > best_score:
             best_score = scores[cfg.best_criterion]
             if main:
@@ -280,81 +280,87 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
                                  "score": best_score}, os.path.join(ckpt_dir, "best.pt"))
         return scores, target_srcc
 
-    crash_at = int(os.environ.get(CRASH_ENV, "0") or 0)
     ends = stage_ends(stages)
     bar = tqdm(total=total, initial=step, desc=cfg.method, disable=not (main and cfg.progress),
                dynamic_ncols=True, leave=False)
     model.train()
     while step < total:
-        stage, t_in, _ = stage_at(stages, step)
+        stage, t_in = stage_at(stages, step)
 
-        # -- where the discriminator pools this step
-        if stage in ("dann-warmup", "dann"):
-            window_pos = None  # GAP: plain DANN
-        elif stage == "search":
+        # -- where the training state comes from, and where the discriminator pools
+        if stage.window == "search":
+            if cfg.search_mode == "branch" and t_in % cfg.search_steps == 0:
+                if t_in == 0:
+                    save_own(origin_path)
+                else:  # the next position starts from the same state as the first
+                    restore_training_state(checkpoint.load(own(origin_path)))
             window_pos = search.positions[t_in // cfg.search_steps]
-        elif stage == "finetune":
+        elif stage.window == "selected":
             if t_in == 0 and cfg.search_mode == "probe" and not search.entries:
                 run_probe(model, data, samples, cfg, device, search, step)
-            if t_in == 0 and cfg.finetune_from == "selected" and search.best_model is not None:
-                model.load_state_dict(search.best_model)
-            selected = search.selected()
-            window_pos = jitter(selected, cfg.jitter, last_pos, gens["jitter"])
+            if t_in == 0 and cfg.finetune_from == "selected" and os.path.isfile(own(selected_path)):
+                restore_training_state(checkpoint.load(own(selected_path)))
+            window_pos = jitter(search.selected(), cfg.jitter, last_pos, gens["jitter"])
+        else:
+            window_pos = None  # GAP (the discriminator sits idle without a domain loss)
         model.set_window(window_pos, cfg.window_size)
 
-        # -- schedules
+        # -- schedules, by the step in the trained model's history
+        lineage = lineage_step(cfg, stage, t_in, step)
         for g, base in zip(opt.param_groups, base_lrs):
-            g["lr"] = base * lr_factor(cfg, step)
-        lam = dann_lambda((step - cfg.warmup_steps) / max(cfg.adapt_steps(), 1), cfg.alpha)
+            g["lr"] = base * lr_factor(cfg, lineage)
+        lam = dann_lambda((lineage - cfg.warmup_steps) / max(cfg.adapt_steps(), 1), cfg.alpha)
 
         # -- one step
-        if stage == "oracle":  # supervised on target labels: the ceiling
-            images, y = next(streams["tgt"])
-            x = crop_batch(images, cfg.image_size, gens["augment"], cfg.hflip).to(device)
-            pred, _, _ = net(x, 0.0)
-            l1, dom = F.l1_loss(pred, y.to(device)), torch.zeros((), device=device)
-        elif stage in ADVERSARIAL:
+        if stage.batches == "both":
             images_s, y = next(streams["src"])
             images_t, _ = next(streams["tgt"])  # target labels are never read here
             x = crop_batch(images_s + images_t, cfg.image_size, gens["augment"], cfg.hflip).to(device)
             pred, logit, _ = net(x, lam)
             domain = torch.cat([torch.ones(len(images_s)), torch.zeros(len(images_t))]).to(device)
-            l1 = F.l1_loss(pred[:len(images_s)], y.to(device))
+            quality = quality_loss(cfg, pred[:len(images_s)], y.to(device))
             dom = F.binary_cross_entropy_with_logits(logit, domain)
-        else:  # warmup / source: source-only supervised
-            images, y = next(streams["src"])
+            dom_acc = float(((logit.detach() > 0).float() == domain).float().mean())
+        else:  # supervised: source labels, or target labels for the oracle (the ceiling)
+            images, y = next(streams["src" if stage.batches == "source" else "tgt"])
             x = crop_batch(images, cfg.image_size, gens["augment"], cfg.hflip).to(device)
             pred, _, _ = net(x, 0.0)
-            l1, dom = F.l1_loss(pred, y.to(device)), torch.zeros((), device=device)
-        loss = l1 + cfg.domain_weight * dom
+            quality, dom, dom_acc = quality_loss(cfg, pred, y.to(device)), None, math.nan
+        loss = quality if dom is None else quality + cfg.domain_weight * dom
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         bar.update(1)
-        running["l1"] += float(l1.detach())
-        running["domain"] += float(dom.detach())
+        running["quality"] += float(quality.detach())
+        if dom is not None:
+            running["domain"] += float(dom.detach())
+            running["domain_acc"] += dom_acc
+            running["n_domain"] += 1
         running["n"] += 1
 
         # -- logging
         if step % cfg.log_every == 0 or step == total:
-            n = max(running["n"], 1)
-            values = {"stage": stage, "l1": distributed.mean(running["l1"] / n),
-                      "domain": distributed.mean(running["domain"] / n),
+            n, nd = max(running["n"], 1), running["n_domain"]
+            values = {"stage": stage.name, "quality": distributed.mean(running["quality"] / n),
+                      "domain": distributed.mean(running["domain"] / nd) if nd else None,
+                      "disc_acc": distributed.mean(running["domain_acc"] / nd) if nd else None,
                       "lr": opt.param_groups[1]["lr"], "lambda": lam,
                       "window": -1 if window_pos is None else window_pos}
             record("train", values)
-            running = {"l1": 0.0, "domain": 0.0, "n": 0}
+            running = _fresh_running()
             if main:
-                bar.write(f"step {step:>5}/{total} {stage:<11} l1 {values['l1']:.4f} "
-                          f"domain {values['domain']:.4f} lr {values['lr']:.2e} "
+                adversarial = "" if not nd else (f"domain {values['domain']:.4f} disc_acc "
+                                                 f"{values['disc_acc']:.2f} ")
+                bar.write(f"step {step:>5}/{total} {stage.name:<11} {cfg.loss} "
+                          f"{values['quality']:.4f} {adversarial}lr {values['lr']:.2e} "
                           f"window {values['window']:>2} {time.time() - t0:6.1f}s")
 
         # -- frequency movement: score the position that just finished its budget
-        if stage == "search" and (t_in + 1) % cfg.search_steps == 0:
+        if stage.window == "search" and (t_in + 1) % cfg.search_steps == 0:
             scores, target_srcc = evaluate_and_keep_best(stage)
             if search.record(window_pos, cfg.criterion, scores, target_srcc, step):
-                search.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                save_own(selected_path)
             if main:
                 bar.write(f"  window {window_pos:>2} {cfg.criterion} {scores[cfg.criterion]:+.4f} "
                           f"(oracle target SRCC {target_srcc:.3f}, analysis only)")
@@ -363,13 +369,9 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
 
         # -- checkpoints
         if step % cfg.checkpoint_every == 0 or step in ends:
-            if main:
-                checkpoint.save(snapshot(), os.path.join(ckpt_dir, "last.pt"))
-                if keep_stage_checkpoints and step in ends:
-                    checkpoint.save(snapshot(), os.path.join(ckpt_dir, f"after-{ends[step]}.pt"))
-            distributed.barrier()
-        if crash_at and step == crash_at:
-            os._exit(17)
+            save_main(snapshot(), os.path.join(ckpt_dir, "last.pt"))
+            if keep_stage_checkpoints and step in ends:
+                save_main(snapshot(), os.path.join(ckpt_dir, f"after-{ends[step]}.pt"))
     bar.close()
 
     # probe mode with no fine-tuning still reports its curve
@@ -406,12 +408,14 @@ def make_results(cfg, search, tgt, src, feature_hw, seconds, fork_from, data) ->
     else:
         selected = None
     return {"method": cfg.method, "preset": cfg.preset, "seed": cfg.seed,
-            "criterion": cfg.criterion if cfg.search_mode == "move" else "probe",
-            "selection_uses_target_labels": cfg.method == "freqalign" and cfg.search_mode == "move"
+            "criterion": cfg.criterion if cfg.search_mode != "probe" else "probe",
+            "search_mode": cfg.search_mode,
+            "selection_uses_target_labels": cfg.method == "freqalign" and cfg.search_mode != "probe"
             and cfg.criterion == "oracle",
             "selected_window": selected, "target": target, "source_val": source,
             "search": search.entries, "feature_map": list(feature_hw),
             "sizes": {k: len(v) for k, v in data.items()}, "steps": cfg.total_steps(),
-            "stages": [list(s) for s in cfg.stages()], "seconds": round(seconds, 1),
-            "forked_from": fork_from or None,
+            "budget": cfg.warmup_steps + cfg.adapt_steps(),
+            "stages": [[s.name, s.steps] for s in cfg.stages()], "seconds": round(seconds, 1),
+            "forked_from": fork_from or None, "config": cfg.to_dict(),
             "note": "oracle_target_srcc in the search uses target labels: analysis only"}

@@ -47,8 +47,11 @@ def plot_training(log: list, path: str) -> bool:
     if not train:
         return False
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot([r["step"] for r in train], [r["l1"] for r in train], label="source L1")
-    a.plot([r["step"] for r in train], [r["domain"] for r in train], label="domain BCE")
+    a.plot([r["step"] for r in train], [r["quality"] for r in train], label="source quality loss")
+    adversarial = [r for r in train if r.get("domain") is not None]
+    a.plot([r["step"] for r in adversarial], [r["domain"] for r in adversarial], label="domain BCE")
+    a.plot([r["step"] for r in adversarial], [r["disc_acc"] for r in adversarial], "--",
+           label="discriminator accuracy")
     a.set_xlabel("step")
     a.legend(fontsize=8)
     a.set_title("Losses")

@@ -1,0 +1,167 @@
+"""``freqalign study``: which frequency windows are proper for alignment (DESIGN section 4)?
+
+Per seed: one warm-up (source-only, then DANN on GAP), then every window position (stride
+``stride``) adapts from that same state for the same ``search_steps`` budget (branch mode:
+forked weights, optimiser moments, batches and RNGs), and so do the GAP (dann) and
+source-only references. For each it records the target SRCC (analysis only), every
+label-free criterion and the held-out domain classifier's accuracy. Across seeds: the mean
+and 95% t interval per window, each criterion's pick, and the Spearman correlation between
+each criterion's scores and the target SRCC across windows (can it find good windows at all?).
+Writes ``study.json``, ``study.md`` and ``study.png``.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..metrics import srcc
+from ..method.criteria import LABEL_FREE
+from .compare import finished
+from .config import Config, apply
+from .loop import train
+from .paired import t_interval
+
+REFERENCES = {"dann": "after-dann-warmup.pt", "source-only": "after-warmup.pt"}
+
+
+def _final_eval(run_dir: str) -> dict:
+    """The last evaluation record of a run (its criteria at the end of training)."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
+        evals = [json.loads(line) for line in fh if '"kind": "eval"' in line]
+    return evals[-1]
+
+
+def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: int = 1) -> str:
+    """Run the study into ``out``; return its markdown summary."""
+    if seeds < 1 or stride < 1:
+        raise ValueError(f"--seeds and --stride must be at least 1, got {seeds}, {stride}")
+    if cfg.search_steps < 1:
+        raise ValueError("search_steps must be at least 1: it is each window's budget")
+    rows = []
+    for seed in range(first_seed, first_seed + seeds):
+        base = apply(Config(**cfg.to_dict()),
+                     {"seed": seed, "method": "freqalign", "search_mode": "branch",
+                      "search_step": stride, "finetune_steps": 0, "criterion": "dev"}, "study")
+        fa_dir = os.path.join(out, f"seed{seed}", "windows")
+        fa = finished(base, fa_dir) or train(base, fa_dir, keep_stage_checkpoints=True)
+        row = {"seed": seed, "windows": [
+            {"position": e["position"], "target_srcc": e["oracle_target_srcc"],
+             **{k: e["scores"][k] for k in (*LABEL_FREE, "domain_accuracy")}}
+            for e in fa["search"]]}
+        for method, fork in REFERENCES.items():
+            ref = apply(Config(**base.to_dict()), {"method": method}, "study")
+            ref_dir = os.path.join(out, f"seed{seed}", method)
+            results = finished(ref, ref_dir) or train(
+                ref, ref_dir, fork_from=os.path.join(fa_dir, "checkpoints", fork))
+            last = _final_eval(ref_dir)
+            row[method] = {"target_srcc": results["target"]["srcc"],
+                           **{k: last[k] for k in (*LABEL_FREE, "domain_accuracy")}}
+        rows.append(row)
+    report = summarize(rows, cfg, stride)
+    with open(os.path.join(out, "study.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    plot(report, os.path.join(out, "study.png"))
+    text = markdown(report)
+    with open(os.path.join(out, "study.md"), "w") as fh:
+        fh.write(text)
+    return text
+
+
+def summarize(rows: list, cfg: Config, stride: int) -> dict:
+    positions = [w["position"] for w in rows[0]["windows"]]
+    keys = ("target_srcc", *LABEL_FREE, "domain_accuracy")
+    table = {k: np.array([[w[k] for w in r["windows"]] for r in rows]) for k in keys}  # seed x pos
+    curve = [{"position": p, **{k: t_interval(table[k][:, i]) for k in keys}}
+             for i, p in enumerate(positions)]
+    refs = {m: {k: t_interval([r[m][k] for r in rows]) for k in keys} for m in REFERENCES}
+    mean_target = table["target_srcc"].mean(0)
+    criteria = {}
+    for c in LABEL_FREE:
+        per_seed = [srcc(table[c][s], table["target_srcc"][s]) for s in range(len(rows))]
+        pick = int(np.argmax(table[c].mean(0)))
+        criteria[c] = {"spearman_with_target_srcc": t_interval(per_seed),
+                       "spearman_of_means": srcc(table[c].mean(0), mean_target),
+                       "pick": positions[pick], "pick_target_srcc": float(mean_target[pick]),
+                       "per_seed_picks": [positions[int(np.argmax(table[c][s]))]
+                                          for s in range(len(rows))]}
+    best = int(np.argmax(mean_target))
+    return {"config": cfg.to_dict(), "stride": stride, "window_size": cfg.window_size,
+            "budget_per_window": cfg.search_steps, "seeds": [r["seed"] for r in rows],
+            "positions": positions, "curve": curve, "references": refs, "criteria": criteria,
+            "best_window": {"position": positions[best], "target_srcc": float(mean_target[best])},
+            "windows_above_gap": [p for p, m in zip(positions, mean_target)
+                                  if m > refs["dann"]["target_srcc"]["mean"]],
+            "rows": rows, "note": "target_srcc uses target labels: analysis only"}
+
+
+def _ci(d: dict) -> str:
+    if d["low"] is None:
+        return f"{d['mean']:.4f}"
+    return f"{d['mean']:.4f} [{d['low']:.4f}, {d['high']:.4f}]"
+
+
+def markdown(report: dict) -> str:
+    refs, n = report["references"], len(report["seeds"])
+    lines = [f"# Transferability study: window size {report['window_size']}, stride "
+             f"{report['stride']}, {report['budget_per_window']} adaptation steps per window, "
+             f"{n} seed(s)", "",
+             "Every window (and the GAP and source-only references) adapts from the same warm-up "
+             "state of its seed with the same budget. Target SRCC uses target labels: analysis "
+             "only. Mean [95% t interval] over seeds.", "",
+             f"- source-only: target SRCC {_ci(refs['source-only']['target_srcc'])}",
+             f"- GAP (dann): target SRCC {_ci(refs['dann']['target_srcc'])}, domain classifier "
+             f"accuracy {_ci(refs['dann']['domain_accuracy'])}",
+             f"- best window: position {report['best_window']['position']}, target SRCC "
+             f"{report['best_window']['target_srcc']:.4f} (mean over seeds)",
+             f"- windows whose mean target SRCC is above GAP's: "
+             f"{report['windows_above_gap'] or 'none'}", "",
+             "| position | target SRCC | domain clf acc | " + " | ".join(LABEL_FREE) + " |",
+             "|---|---|---|" + "---|" * len(LABEL_FREE)]
+    for c in report["curve"]:
+        lines.append(f"| {c['position']} | {_ci(c['target_srcc'])} | "
+                     f"{c['domain_accuracy']['mean']:.3f} | " +
+                     " | ".join(f"{c[k]['mean']:+.4f}" for k in LABEL_FREE) + " |")
+    lines += ["", "Can a label-free criterion find good windows? Spearman correlation between its "
+              "scores and the target SRCC across windows (per seed: mean [95% CI]; and of the "
+              "seed means), and its pick:", "",
+              "| criterion | Spearman per seed | Spearman of means | pick (mean) | its target SRCC "
+              "| picks per seed |", "|---|---|---|---|---|---|"]
+    for c, d in report["criteria"].items():
+        lines.append(f"| {c} | {_ci(d['spearman_with_target_srcc'])} | "
+                     f"{d['spearman_of_means']:+.3f} | {d['pick']} | {d['pick_target_srcc']:.4f} | "
+                     f"{', '.join(map(str, d['per_seed_picks']))} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: str) -> None:
+    """Target SRCC against window position with its band, the references, the picks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pos = report["positions"]
+    mean = np.array([c["target_srcc"]["mean"] for c in report["curve"]])
+    low = np.array([c["target_srcc"]["low"] if c["target_srcc"]["low"] is not None else m
+                    for c, m in zip(report["curve"], mean)])
+    high = np.array([c["target_srcc"]["high"] if c["target_srcc"]["high"] is not None else m
+                     for c, m in zip(report["curve"], mean)])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(pos, mean, "o-", label="window (mean over seeds)")
+    ax.fill_between(pos, low, high, alpha=0.25, label="95% t interval")
+    for m, style in (("dann", "--"), ("source-only", ":")):
+        ax.axhline(report["references"][m]["target_srcc"]["mean"], ls=style, color="k",
+                   label=f"{'GAP (dann)' if m == 'dann' else m}")
+    for (c, d), marker in zip(report["criteria"].items(), ("v", "^", "s")):
+        ax.plot([d["pick"]], [d["pick_target_srcc"]], marker, ms=10, label=f"{c} pick")
+    ax.set_xlabel("window position (zigzag)")
+    ax.set_ylabel("target test SRCC (analysis only)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["study", "summarize", "markdown", "plot"]
