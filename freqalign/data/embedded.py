@@ -43,6 +43,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import storage
+from ..errors import MissingFileError
 from . import degradations as D
 from .base import TensorIQADataset
 from .fr_score import ms_ssim_color
@@ -82,7 +83,7 @@ def skimage_data_dir() -> Path:
 def _load_photo(path: Path) -> np.ndarray:
     """A photo as float32 (h, w, 3) in [0, 1]; grayscale is replicated, alpha dropped."""
     if not path.is_file():
-        raise FileNotFoundError(f"embedded dataset photo missing: {path} (is scikit-image "
+        raise MissingFileError(f"embedded dataset photo missing: {path} (is scikit-image "
                                 "installed with its data folder?)")
     image = Image.open(path)
     image = image.convert("RGB") if image.mode != "L" else image.convert("L")

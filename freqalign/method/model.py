@@ -9,7 +9,7 @@ import os
 import torch
 from torch import nn
 
-from ..errors import ConfigError, MissingFileError
+from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..nn import FreqPool
 
 
@@ -38,8 +38,8 @@ def dann_lambda(progress: float, alpha: float = 1.0, gamma: float = 10.0) -> flo
 class SmallCNN(nn.Module):
     """A small conv net for the embedded demo: fast on two CPU cores, and it sees every pixel.
 
-    A 3x3 stride-2 stem, then per further halving a stride-1 and a stride-2 3x3 conv, then
-    one stride-1 3x3 conv (BatchNorm + ReLU after each): the feature map is
+    A 3x3 stride-2 stem, then per further halving a stride-1 3x3 conv that widens and a
+    stride-2 3x3 conv (BatchNorm + ReLU after each): the feature map is
     ``image_size / 2**downsample`` (64x64 -> 8x8 with 3, >= the 7x7 frequency grid) with
     ``width`` channels. The 3x3 stem replaced a 4x4 stride-4 patch stem, which averaged away
     the pixel-level cues (noise, JPEG blocks, quantisation steps) that quality depends on:
@@ -50,7 +50,7 @@ class SmallCNN(nn.Module):
     def __init__(self, width: int = 64, downsample: int = 3):
         super().__init__()
         if downsample < 1:
-            raise ValueError(f"cnn_downsample must be at least 1, got {downsample}")
+            raise ConfigError(f"cnn_downsample must be at least 1, got {downsample}")
 
         def block(cin, cout, stride):
             return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
@@ -58,10 +58,11 @@ class SmallCNN(nn.Module):
 
         chans = [max(width >> (downsample - 1 - i), 24) for i in range(downsample)]
         chans[-1] = width
-        layers = block(3, chans[0], 2)
-        for cin, cout in zip(chans, chans[1:]):
-            layers += block(cin, cin, 1) + block(cin, cout, 2)
-        layers += block(chans[-1], width, 1)
+        layers, c = block(3, chans[0], 2), chans[0]
+        for i in range(1, downsample):
+            wider = chans[min(i + 1, downsample - 1)]
+            layers += block(c, chans[i], 1) + block(chans[i], wider, 2)
+            c = wider
         self.body = nn.Sequential(*layers)
         self.out_channels = width
 
@@ -92,7 +93,7 @@ class ResNet50Features(nn.Module):
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             missing, _ = net.load_state_dict(state, strict=False)
             if any(not k.startswith("fc.") for k in missing):
-                raise ValueError(f"backbone_weights {weights!r} is not a resnet50 state_dict "
+                raise CheckpointError(f"backbone_weights {weights!r} is not a resnet50 state_dict "
                                  f"(missing {missing[:3]} ...)")
         self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                   net.layer1, net.layer2, net.layer3, net.layer4)
@@ -162,9 +163,9 @@ def build_model(cfg) -> FreqAlignNet:
     elif cfg.backbone == "resnet50":
         backbone = ResNet50Features(cfg.backbone_weights)
     else:
-        raise ValueError(f"backbone must be 'small-cnn' or 'resnet50', got {cfg.backbone!r}")
+        raise ConfigError(f"backbone must be 'small-cnn' or 'resnet50', got {cfg.backbone!r}")
     if backbone.out_channels % cfg.window_size != 0:
-        raise ValueError(f"window_size={cfg.window_size} must divide the backbone's "
+        raise ConfigError(f"window_size={cfg.window_size} must divide the backbone's "
                          f"{backbone.out_channels} channels (grouped frequency pooling)")
     return FreqAlignNet(backbone, cfg.regressor_hidden, cfg.disc_hidden, cfg.dropout, cfg.grid)
 

@@ -11,6 +11,8 @@ from typing import Iterator, List
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..errors import ConfigError
+
 
 class _ResumableBatchSampler(Sampler):
     def __init__(self, n: int, batch_size: int, seed: int, rank: int, world: int, start: int):
@@ -61,14 +63,16 @@ class BatchStream:
         return next(self._iter)
 
 
-def crop_batch(images: list, size: int, generator: torch.Generator = None, hflip: bool = False):
-    """Stack images cropped to ``size`` x ``size``: random crops (and flips) with ``generator``,
-    central crops without it. Images already at ``size`` pass through unchanged (no flip unless asked)."""
+def crop_batch(images: list, size: int, generator: torch.Generator = None, hflip: bool = False,
+               rot90: bool = False):
+    """Stack images cropped to ``size`` x ``size``: random crops (and flips, and rotations by a
+    multiple of 90 degrees) with ``generator``, central crops without it. Images already at
+    ``size`` pass through unchanged unless a flip or rotation is asked for."""
     out = []
     for img in images:
         h, w = img.shape[-2:]
         if h < size or w < size:
-            raise ValueError(f"image_size={size} is larger than a dataset image ({h}x{w}); "
+            raise ConfigError(f"image_size={size} is larger than a dataset image ({h}x{w}); "
                              f"use a smaller image_size")
         if generator is None:
             top, left = (h - size) // 2, (w - size) // 2
@@ -78,6 +82,8 @@ def crop_batch(images: list, size: int, generator: torch.Generator = None, hflip
         img = img[..., top:top + size, left:left + size]
         if hflip and generator is not None and bool(torch.rand((), generator=generator) < 0.5):
             img = img.flip(-1)
+        if rot90 and generator is not None:
+            img = torch.rot90(img, int(torch.randint(0, 4, (), generator=generator)), (-2, -1))
         out.append(img)
     return torch.stack(out)
 

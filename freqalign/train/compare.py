@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from ..errors import ConfigError
 from .config import Config, apply
 from .loop import load_data, train
 from .paired import CONFIDENCE, gap_closed, paired_difference
@@ -36,7 +37,7 @@ PAIRS = (("freqalign", "dann"), ("freqalign", "source-only"), ("dann", "source-o
 def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
     """Run every method for ``seeds`` seeds into ``out``; write compare.json/.md; return the table."""
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     runs = {m: [] for m in ORDER}
     for seed in range(first_seed, first_seed + seeds):
         base = apply(Config(**cfg.to_dict()), {"seed": seed, "method": "freqalign"}, "compare")

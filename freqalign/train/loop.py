@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import metrics as iqa_metrics
+from ..errors import ConfigError
 from ..basis import window
 from ..method.model import build_model, check_grid, dann_lambda
 from ..method.search import SearchState, jitter
@@ -168,15 +169,16 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
+        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
 
     data = load_data(cfg, rank)
     model = build_model(cfg).to(device)
     feature_hw = check_grid(model, cfg)
-    backbone = list(model.backbone.parameters())
-    heads = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
-    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale},
-                             {"params": heads, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([
+        {"params": model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
+        {"params": model.regressor.parameters(), "lr": cfg.lr},
+        {"params": model.discriminator.parameters(), "lr": cfg.lr * cfg.disc_lr_scale}],
+        weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
     net = model
     if world > 1:
@@ -223,7 +225,7 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
         ck = checkpoint.load(source)
         if fork_from and [tuple(s) for s in ck["stages_done"]] != \
                 [(s.name, s.steps) for s in stages[:len(ck["stages_done"])]]:
-            raise ValueError(f"cannot fork {cfg.method} from {fork_from}: its completed stages "
+            raise ConfigError(f"cannot fork {cfg.method} from {fork_from}: its completed stages "
                              f"{ck['stages_done']} are not a prefix of {stages}")
         restore_training_state(ck)
         step, window_pos = ck["step"], ck["window"]
@@ -315,7 +317,8 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
         if stage.batches == "both":
             images_s, y = next(streams["src"])
             images_t, _ = next(streams["tgt"])  # target labels are never read here
-            x = crop_batch(images_s + images_t, cfg.image_size, gens["augment"], cfg.hflip).to(device)
+            x = crop_batch(images_s + images_t, cfg.image_size, gens["augment"], cfg.hflip,
+                           cfg.rot90).to(device)
             pred, logit, _ = net(x, lam)
             domain = torch.cat([torch.ones(len(images_s)), torch.zeros(len(images_t))]).to(device)
             quality = quality_loss(cfg, pred[:len(images_s)], y.to(device))
@@ -323,7 +326,7 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
             dom_acc = float(((logit.detach() > 0).float() == domain).float().mean())
         else:  # supervised: source labels, or target labels for the oracle (the ceiling)
             images, y = next(streams["src" if stage.batches == "source" else "tgt"])
-            x = crop_batch(images, cfg.image_size, gens["augment"], cfg.hflip).to(device)
+            x = crop_batch(images, cfg.image_size, gens["augment"], cfg.hflip, cfg.rot90).to(device)
             pred, _, _ = net(x, 0.0)
             quality, dom, dom_acc = quality_loss(cfg, pred, y.to(device)), None, math.nan
         loss = quality if dom is None else quality + cfg.domain_weight * dom

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..metrics import srcc
 from ..method.criteria import LABEL_FREE
 from .compare import finished
@@ -36,9 +37,9 @@ def _final_eval(run_dir: str) -> dict:
 def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: int = 1) -> str:
     """Run the study into ``out``; return its markdown summary."""
     if seeds < 1 or stride < 1:
-        raise ValueError(f"--seeds and --stride must be at least 1, got {seeds}, {stride}")
+        raise ConfigError(f"--seeds and --stride must be at least 1, got {seeds}, {stride}")
     if cfg.search_steps < 1:
-        raise ValueError("search_steps must be at least 1: it is each window's budget")
+        raise ConfigError("search_steps must be at least 1: it is each window's budget")
     rows = []
     for seed in range(first_seed, first_seed + seeds):
         base = apply(Config(**cfg.to_dict()),
