@@ -12,5 +12,16 @@ from .ops import dct2d, freq_pool, idct2d
 
 __version__ = "0.1.0"
 
+
+def load_scorer(checkpoint: str, device=None, crops: int = 0, image_size: int = 0):
+    """A scorer for a trained checkpoint: call it with a (B, 3, h, w) tensor in [0, 1], a PIL
+    image or image paths; it scores them as ``freqalign eval`` and ``freqalign score`` do (the
+    mean over each image's ``eval_crops`` crops), on the checkpoint's device unless ``device``
+    says otherwise. See ``freqalign.train.evaluate.Scorer``."""
+    from .train.evaluate import load_scorer as load  # the trainer loads on first use only
+
+    return load(checkpoint, device=device, crops=crops, image_size=image_size)
+
+
 __all__ = ["dct2d", "idct2d", "freq_pool", "FreqPool", "use_backend", "backends", "window",
-           "zigzag", "grid_to_index", "dct_matrix", "__version__"]
+           "zigzag", "grid_to_index", "dct_matrix", "load_scorer", "__version__"]

@@ -50,6 +50,12 @@ def _config_args(p: argparse.ArgumentParser, method: bool = True) -> None:
                    help="config overrides, e.g. lr=3e-4 criterion=source")
 
 
+def _crops_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crops", type=_int_at_least(0), default=0, metavar="N",
+                   help="score each image as the mean over N crops on a grid spanning it "
+                        "(1: the centre crop; default: the checkpoint's eval_crops)")
+
+
 def _make_config(args, **explicit):
     from .train.config import make_config, parse_overrides
 
@@ -112,26 +118,28 @@ def cmd_study(args) -> int:
 
     cfg = _make_config(args)
     out = args.out or os.path.join("runs", f"study-{cfg.preset}")
-    print(study(cfg, out, seeds=args.seeds, first_seed=args.first_seed, stride=args.stride))
+    print(study(cfg, out, seeds=args.seeds, first_seed=args.first_seed, stride=args.stride,
+                warmups=args.warmups))
     return 0
 
 
 def cmd_eval(args) -> int:
     from .train.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device or "auto",
-                                  batch_size=args.batch_size)
+    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device,
+                                  batch_size=args.batch_size, crops=args.crops)
     print(json.dumps(metrics, indent=2))
     return 0
 
 
 def cmd_score(args) -> int:
     from .data.scoring import format_table, save_scores
-    from .train.evaluate import score_checkpoint
+    from .train.evaluate import load_scorer
 
-    rows = score_checkpoint(args.checkpoint, args.paths, device=args.device or "auto",
-                            batch_size=args.batch_size, image_size=args.image_size,
-                            skip_bad=args.skip_bad)
+    scorer = load_scorer(args.checkpoint, device=args.device, crops=args.crops,
+                         image_size=args.image_size)
+    rows = scorer.score_paths(args.paths, batch_size=args.batch_size, skip_bad=args.skip_bad,
+                              progress=scorer.cfg.progress)
     print(format_table(rows))
     if args.out:
         save_scores(rows, args.out)
@@ -199,14 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--stride", type=_int_at_least(1), default=1,
                    help="window positions visited: every STRIDE-th (default 1: all)")
+    p.add_argument("--warmups", default="", metavar="DIR",
+                   help="start each seed from the source warm-up of a `freqalign compare` run "
+                   "of the same config in DIR (saves training it again)")
     p.add_argument("--out", default="", help="folder (default runs/study-PRESET)")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
     p.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
     p.add_argument("--dataset", required=True, help="dataset spec, e.g. embedded-target")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None,
+                   help="auto | cpu | cuda | cuda:N (default: the checkpoint's, usually auto)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=128)
+    _crops_arg(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("score", help="score image files and folders with a checkpoint")
@@ -214,10 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
     p.add_argument("--out", default=None, type=_scores_file,
                    help="also write the scores to a .csv or .json file")
-    p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
+    p.add_argument("--device", default=None,
+                   help="auto | cpu | cuda | cuda:N (default: the checkpoint's, usually auto)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--image-size", type=_int_at_least(0), default=0,
-                   help="side of the central crop scored (default: the checkpoint's training size)")
+                   help="side of the crops scored (default: the checkpoint's training size)")
+    _crops_arg(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
     p.set_defaults(func=cmd_score)
 

@@ -47,6 +47,7 @@ def cli(*args, kill_after=0):
 # tiny plan: warmup 0-3, dann-warmup 4-5, search 6-11 (positions 0, 20, 40, each branching from
 # the state at step 6), finetune 12-14; checkpoints every 2 steps, and the kill comes before
 # the killed step's checkpoint, so each kill loses steps that the resumed run must replay.
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [3, 9, 13], ids=["warmup", "search", "finetune"])
 def test_killed_run_resumes_to_identical_results(setup, tmp_path, kill_at):
     tiny, reference, reference_run = setup

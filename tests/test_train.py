@@ -188,6 +188,7 @@ def test_paired_interval_matches_scipy_ttest():
     assert g["share"] == pytest.approx(0.5) and g["per_seed"] == pytest.approx([0.5, 0.5])
 
 
+@pytest.mark.slow
 def test_compare_reports_paired_intervals_and_rejects_results_of_another_config(tiny, tmp_path):
     from freqalign.train.compare import compare, finished
 
@@ -206,6 +207,7 @@ def test_compare_reports_paired_intervals_and_rejects_results_of_another_config(
     assert finished(other, str(run)) is None
 
 
+@pytest.mark.slow
 def test_study_branches_every_window_from_one_warmup(tiny, tmp_path):
     from freqalign.train.study import study
 
@@ -232,3 +234,21 @@ def test_branch_position_equals_a_run_of_that_position_alone(tiny, tmp_path):
     assert [e["position"] for e in full["search"]] == [0, 20, 40]
     assert alone["search"][0]["scores"] == full["search"][1]["scores"]
     assert alone["search"][0]["oracle_target_srcc"] == full["search"][1]["oracle_target_srcc"]
+
+
+@pytest.mark.slow
+def test_study_from_compare_warmups_equals_a_study_from_scratch(tiny, tmp_path):
+    """``--warmups``: starting each seed from a compare run's source warm-up gives the same
+    study (training is deterministic), and a warm-up of another config is refused."""
+    from freqalign.train.compare import compare
+    from freqalign.train.study import study
+
+    cfg = tiny_config(tiny, progress=False)
+    compare(cfg, str(tmp_path / "compare"), seeds=2)
+    study(cfg, str(tmp_path / "scratch"), seeds=2, stride=20)
+    study(cfg, str(tmp_path / "shared"), seeds=2, stride=20, warmups=str(tmp_path / "compare"))
+    rows = [json.loads((tmp_path / d / "study.json").read_text())["rows"] for d in ("scratch", "shared")]
+    assert rows[0] == rows[1]
+    with pytest.raises(ConfigError, match="other values of lr"):
+        study(tiny_config(tiny, progress=False, lr=0.01), str(tmp_path / "other"), seeds=1,
+              stride=20, warmups=str(tmp_path / "compare"))

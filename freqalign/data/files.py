@@ -72,6 +72,20 @@ def resize_shorter(img: Image.Image, side: int) -> Image.Image:
     return img if size == (w, h) else img.resize(size, Image.BICUBIC)
 
 
+def fit_size(img: Image.Image, max_side: Optional[int] = None,
+             min_side: Optional[int] = None) -> Image.Image:
+    """``img`` shrunk (bicubic, antialiased) so that its longer side is at most ``max_side``
+    (1024x768 -> 512x384 for 512), then enlarged so that its shorter side is at least
+    ``min_side``; ``None`` leaves that side alone."""
+    w, h = img.size
+    if max_side is not None and max(w, h) > max_side:
+        scale = max_side / max(w, h)
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    if min_side is not None and min(img.size) < min_side:
+        img = resize_shorter(img, min_side)
+    return img
+
+
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float32 tensor (3, h, w) in [0, 1]."""
     array = np.asarray(img, dtype=np.uint8)
@@ -84,7 +98,8 @@ class ImageFileDataset(IQADataset):
     ``max_short_side`` (pixels), when given, shrinks larger images so that their shorter side
     is that long (SPAQ's phone photos); with ``image_size`` an image whose shorter side is
     below ``image_size`` is enlarged to it, and the transform is ``center_crop(image_size)``
-    (set ``transform`` to ``random_crop(image_size)`` for training).
+    (set ``transform`` to ``random_crop(image_size)`` for training, or call ``whole_images``
+    when the training loop crops the images itself).
     ``layout`` is the short text shown in every error. Extra per-row metadata can be kept in
     ``info`` (a dict of (N,) arrays), and a dataset's own split in ``official_split``
     (split name -> row indices), both filtered together with the rows by ``skip_bad``.
@@ -119,7 +134,16 @@ class ImageFileDataset(IQADataset):
             self.official_split = {k: v[v >= 0] for k, v in renumbered.items()}
         self.image_size = None if image_size is None else int(image_size)
         self.max_short_side = None if max_short_side is None else int(max_short_side)
+        self.max_side = None
         self.transform = None if image_size is None else center_crop(self.image_size)
+
+    def whole_images(self, max_side: Optional[int] = None,
+                     min_side: Optional[int] = None) -> "ImageFileDataset":
+        """Serve whole images, for a trainer that crops them itself: no centre crop; the
+        longer side shrunk to ``max_side`` and the shorter enlarged to ``min_side`` when given
+        (``fit_size``). Returns the dataset."""
+        self.max_side, self.image_size, self.transform = max_side, min_side, None
+        return self
 
     def _check_files(self, paths, skip_bad: bool) -> np.ndarray:
         missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
@@ -161,10 +185,8 @@ class ImageFileDataset(IQADataset):
                 f"{self.name}: cannot read image {path} ({type(err).__name__}: {err}); "
                 "pass skip_bad=True (--skip-bad) to skip unreadable images\n"
                 f"expected layout:\n{self.layout.rstrip()}") from err
-        if self.image_size is not None and min(img.size) < self.image_size:
-            img = resize_shorter(img, self.image_size)
-        return pil_to_tensor(img)
+        return pil_to_tensor(fit_size(img, self.max_side, self.image_size))
 
 
 __all__ = ["ImageFileDataset", "DatasetLayoutError", "BadImageError", "IMAGE_EXTENSIONS",
-           "layout_message", "read_rgb", "resize_shorter", "pil_to_tensor"]
+           "layout_message", "read_rgb", "resize_shorter", "fit_size", "pil_to_tensor"]

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..errors import MissingFileError
 from .base import center_crop
-from .files import IMAGE_EXTENSIONS, BadImageError, pil_to_tensor, read_rgb, resize_shorter
+from .files import IMAGE_EXTENSIONS, BadImageError, fit_size, pil_to_tensor, read_rgb
 
 PathLike = Union[str, os.PathLike]
 
@@ -44,10 +44,13 @@ def expand_paths(paths: Iterable[PathLike]) -> List[str]:
 
 
 class _ImageList(Dataset):
-    """Decoded images (or ``None`` for unreadable ones when ``skip_bad``) with their index."""
+    """Decoded images (or ``None`` for unreadable ones when ``skip_bad``) with their index:
+    resized by ``fit_size(max_side, min_side)``, then centre-cropped to ``image_size``."""
 
-    def __init__(self, paths: Sequence[str], image_size: Optional[int], skip_bad: bool):
-        self.paths, self.image_size, self.skip_bad = list(paths), image_size, skip_bad
+    def __init__(self, paths: Sequence[str], image_size: Optional[int], skip_bad: bool,
+                 max_side: Optional[int] = None, min_side: Optional[int] = None):
+        self.paths, self.skip_bad = list(paths), skip_bad
+        self.max_side, self.min_side = max_side, image_size or min_side
         self.crop = None if image_size is None else center_crop(image_size)
 
     def __len__(self) -> int:
@@ -62,9 +65,7 @@ class _ImageList(Dataset):
                 return index, None
             raise BadImageError(f"cannot read image {path} ({type(err).__name__}: {err}); "
                                 "pass skip_bad=True (--skip-bad) to skip it") from err
-        if self.image_size is not None and min(img.size) < self.image_size:
-            img = resize_shorter(img, self.image_size)
-        image = pil_to_tensor(img)
+        image = pil_to_tensor(fit_size(img, self.max_side, self.min_side))
         return index, (image if self.crop is None else self.crop(image))
 
 
@@ -75,13 +76,16 @@ def _collate(items):
 @torch.no_grad()
 def score_images(model: torch.nn.Module, paths: Iterable[PathLike], *, batch_size: int = 32,
                  device: Union[str, torch.device] = "cpu", image_size: Optional[int] = 224,
-                 num_workers: int = 0, skip_bad: bool = False,
-                 progress: bool = True) -> List[Tuple[str, float]]:
+                 num_workers: int = 0, skip_bad: bool = False, progress: bool = True,
+                 max_side: Optional[int] = None,
+                 min_side: Optional[int] = None) -> List[Tuple[str, float]]:
     """Score the images ``paths`` (files, or folders expanded recursively) with ``model``.
 
     Each image is read as RGB in [0, 1]; with ``image_size`` its central ``image_size`` square
     is scored (images smaller than that are enlarged first), with ``image_size=None`` the
-    whole image (images of equal size share a forward pass). Returns ``[(path, score), ...]``
+    whole image (images of equal size share a forward pass). ``max_side`` and ``min_side``
+    resize each image first, as ``ImageFileDataset.whole_images`` does (longer side at most
+    ``max_side``, shorter side at least ``min_side``). Returns ``[(path, score), ...]``
     in input order; unreadable images raise ``BadImageError`` unless ``skip_bad``, which
     leaves them out and warns with their count. The model is put in eval mode and moved to
     ``device``.
@@ -93,7 +97,8 @@ def score_images(model: torch.nn.Module, paths: Iterable[PathLike], *, batch_siz
     files = expand_paths(paths)
     device = torch.device(device)
     model = model.to(device).eval()
-    loader = DataLoader(_ImageList(files, image_size, skip_bad), batch_size=int(batch_size),
+    loader = DataLoader(_ImageList(files, image_size, skip_bad, max_side, min_side),
+                        batch_size=int(batch_size),
                         shuffle=False, num_workers=int(num_workers), collate_fn=_collate,
                         pin_memory=device.type == "cuda")
     scores = {}

@@ -9,6 +9,7 @@ import os
 import torch
 from torch import nn
 
+from .. import storage
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..nn import FreqPool
 
@@ -70,10 +71,36 @@ class SmallCNN(nn.Module):
         return self.body(x)
 
 
+def resnet50_weights(path: str) -> dict:
+    """The ResNet-50 weights in file ``path``, loaded without running code
+    (``freqalign.storage.load``): a torchvision ``resnet50`` state_dict, or a checkpoint holding
+    one under ``state_dict`` or ``model``; ``module.`` prefixes (DDP) are dropped, and so is the
+    ImageNet classifier ``fc``, which the features do not use. Anything else is a
+    ``CheckpointError`` saying what was expected and what was found."""
+    state = storage.load(path)
+    if isinstance(state, dict):
+        state = next((state[k] for k in ("state_dict", "model") if isinstance(state.get(k), dict)),
+                     state)
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(
+            f"backbone_weights {path!r}: expected a torchvision resnet50 state_dict (a dict of "
+            f"tensors), or a checkpoint holding one under 'state_dict' or 'model'; found "
+            f"{_describe(state)}")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        return f"a dict with keys {sorted(map(str, obj))[:5]}"
+    return f"a {type(obj).__name__}"
+
+
 class ResNet50Features(nn.Module):
     """torchvision ResNet-50 up to layer4 (C = 2048), ImageNet-normalising its [0, 1] input.
 
-    Weights come from a local file (a torchvision ``resnet50`` state_dict); nothing downloads.
+    Weights come from a local file (``resnet50_weights``); nothing downloads.
     """
 
     def __init__(self, weights: str = ""):
@@ -89,12 +116,7 @@ class ResNet50Features(nn.Module):
                 f"{weights!r} (or pass --backbone-weights PATH)")
         net = torchvision.models.resnet50(weights=None)
         if weights:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-            missing, _ = net.load_state_dict(state, strict=False)
-            if any(not k.startswith("fc.") for k in missing):
-                raise CheckpointError(f"backbone_weights {weights!r} is not a resnet50 state_dict "
-                                 f"(missing {missing[:3]} ...)")
+            _load_features(net, resnet50_weights(weights), weights)
         self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                   net.layer1, net.layer2, net.layer3, net.layer4)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), False)
@@ -103,6 +125,24 @@ class ResNet50Features(nn.Module):
 
     def forward(self, x):
         return self.body((x - self.mean) / self.std)
+
+
+def _load_features(net: nn.Module, state: dict, path: str) -> None:
+    """Load ``state`` into torchvision ResNet-50 ``net`` (all but ``fc``; BatchNorm's
+    ``num_batches_tracked`` may be absent, as in older releases), or raise CheckpointError."""
+    wanted = {k for k in net.state_dict() if not k.startswith("fc.")}
+    missing = sorted(k for k in wanted - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - wanted)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"backbone_weights {path!r} is not a torchvision resnet50 state_dict: "
+            f"{len(missing)} weights missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]})")
+    try:
+        net.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(f"backbone_weights {path!r}: shapes do not match torchvision's "
+                              f"resnet50 ({str(err).splitlines()[-1].strip()})") from None
 
 
 def mlp(inp: int, hidden: int, depth: int, dropout: float) -> nn.Sequential:

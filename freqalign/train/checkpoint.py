@@ -1,5 +1,5 @@
 """Atomic checkpoints with everything a bit-exact resume needs (model, optimiser, step, search
-state, batch-stream positions, every RNG).
+state, batch-stream positions, every RNG of every process).
 
 A checkpoint holds only tensors, numbers, strings, lists, tuples and dicts, so it loads with
 ``weights_only=True`` (``freqalign.storage``): a file that holds anything else is refused.
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import storage
-from ..errors import CheckpointError, MissingFileError
+from ..errors import CheckpointError, ConfigError, MissingFileError
 
 
 def _numpy_state() -> dict:
@@ -46,6 +46,16 @@ def set_rng_state(state: dict, generators: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     for k, g in generators.items():
         g.set_state(state["generators"][k])
+
+
+def rank_rng(saved, rank: int, world: int) -> dict:
+    """Process ``rank``'s RNG states from a checkpoint's ``rng``: a list with every process's
+    (a dict, from single-process checkpoints of earlier versions, counts as one process)."""
+    states = saved if isinstance(saved, list) else [saved]
+    if len(states) != world:
+        raise ConfigError(f"the checkpoint holds the random states of {len(states)} process(es) "
+                          f"but this run has {world}: resume or fork it with {len(states)}")
+    return states[rank]
 
 
 def save(obj: dict, path: str) -> None:

@@ -1,9 +1,10 @@
 """``freqalign compare``: source-only, dann, freqalign and target-oracle over seeds, paired.
 
 Per seed, freqalign runs first and keeps its stage-boundary checkpoints; the baselines fork
-from them (source-only and target-oracle after the shared source warm-up, dann after the
-shared DANN warm-up), so all methods of a seed share the warm-up and have the same step budget
-in their final model's history; the forks give the same result as runs from scratch (tested).
+from them (source-only after the shared source warm-up, dann after the shared DANN warm-up),
+so the methods of a seed share the warm-up and all have the same step budget in their final
+model's history; the forks give the same result as runs from scratch (tested). The
+target-oracle, the ceiling, trains on target labels for the whole budget (its own run).
 Methods are then compared per seed (``paired``), with Student-t 95% intervals over seeds.
 The hand-crafted-features ridge (``features``) is a deterministic reference row.
 Finished runs are reused when their results carry exactly the same config.
@@ -24,13 +25,12 @@ import os
 import numpy as np
 
 from ..errors import ConfigError
-from .config import Config, apply
-from .loop import load_data, train
+from .config import Config, apply, config_from_dict
+from .loop import load_data, plan, train
 from .paired import CONFIDENCE, gap_closed, paired_difference
 
 ORDER = ("source-only", "dann", "freqalign", "target-oracle")
-FORK = {"source-only": "after-warmup.pt", "target-oracle": "after-warmup.pt",
-        "dann": "after-dann-warmup.pt"}
+FORK = {"source-only": "after-warmup.pt", "dann": "after-dann-warmup.pt"}
 PAIRS = (("freqalign", "dann"), ("freqalign", "source-only"), ("dann", "source-only"))
 
 
@@ -46,7 +46,7 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
                                  train(base, fa_dir, keep_stage_checkpoints=True))
         for method in ("source-only", "dann", "target-oracle"):
             c = apply(Config(**base.to_dict()), {"method": method}, "compare")
-            fork = os.path.join(fa_dir, "checkpoints", FORK[method])
+            fork = os.path.join(fa_dir, "checkpoints", FORK[method]) if method in FORK else ""
             if base.warmup_steps == 0 or (method == "dann" and base.dann_warmup_steps == 0):
                 fork = ""  # nothing to share
             run_dir = os.path.join(out, f"seed{seed}", method)
@@ -65,14 +65,18 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
 
 def finished(cfg: Config, run_dir: str):
     """The results of a finished run of exactly ``cfg`` in ``run_dir`` (so an interrupted or
-    extended compare reuses its runs), else None. The config is the one stored in the results
-    themselves: a crashed rerun with another config rewrites config.yaml, not results.json."""
+    extended compare reuses its runs), else None. The config and stage plan are the ones stored
+    in the results themselves (a crashed rerun with another config rewrites config.yaml, not
+    results.json); a field added to the config since the run counts at its default, which by
+    convention is the behaviour from before the field existed."""
     try:
         with open(os.path.join(run_dir, "results.json")) as fh:
             results = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
+        saved = config_from_dict(results["config"]).to_dict()
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ConfigError):
         return None
-    return results if results.get("config") == cfg.to_dict() else None
+    same = saved == cfg.to_dict() and results.get("stages") == plan(cfg)
+    return results if same else None
 
 
 def _target_srcc(results: list) -> list:
@@ -111,7 +115,7 @@ def features_baseline(cfg: Config) -> dict:
     from ..metrics import evaluate
     from ..method.features import FeatureRidge, dataset_statistics
 
-    data = load_data(cfg)
+    data, _ = load_data(cfg)
     stats = {k: dataset_statistics(data[k], progress=cfg.progress)
              for k in ("src_train", "src_val", "tgt_train", "tgt_test")}
     source = FeatureRidge().fit(stats["src_train"], data["src_train"].scores)

@@ -44,8 +44,15 @@ class Config:
     # -- data -------------------------------------------------------------------------------
     source: str = "embedded-source"  # dataset spec for freqalign.data.registry.open_dataset
     target: str = "embedded-target"
-    image_size: int = 64             # side of the square crops the model sees
-    data_size: int = 0               # image size asked of the dataset (0 = its default, 64 embedded)
+    image_size: int = 64             # side of the square crops the model sees: random crops
+    #                                  (and flips) in training, the eval_crops grid in evaluation
+    data_size: int = 0               # ours: images whose longer side exceeds this are shrunk to it
+    #                                  before cropping (512: KonIQ's 1024x768 -> its 512x384
+    #                                  release size); 0 = native resolution. The embedded dataset
+    #                                  is generated at this side (0 = its default, 64)
+    official_split: bool = True      # use a dataset's own train/val/test split when it ships one
+    #                                  (KonIQ-10k); false, or no such split: the content-disjoint
+    #                                  group split with the fractions below
     cache_dir: str = ""              # dataset cache; "" = the data package's default
     data_seed: int = 0               # dataset generation and splits (fixed across training seeds)
     source_val_fraction: float = 0.2   # held-out source groups: the label-free criteria use them
@@ -53,7 +60,11 @@ class Config:
     target_test_fraction: float = 0.3  # held-out target groups for the reported metrics only
     max_per_domain: int = 0          # cap on images per domain (0 = all); for quick tests
     batch_size: int = 32             # per domain and step, summed over processes
-    eval_batch_size: int = 128
+    eval_batch_size: int = 128       # images per evaluation batch, and crops per forward pass
+    eval_crops: int = 6              # ours: an image's score is the mean over this many
+    #                                  image_size crops on a grid spanning it (rows x cols = n,
+    #                                  shaped like the image; coinciding crops count once, so a
+    #                                  64x64 image has one 64 crop); 1 = the centre crop
     workers: int = 0                 # DataLoader workers (0 = load in the training process)
     hflip: bool = True               # random horizontal flips of training batches
     rot90: bool = True               # ours: random 90-degree rotations of training batches
@@ -61,7 +72,8 @@ class Config:
     #                                  held-out source SRCC on the embedded data)
     # -- model ------------------------------------------------------------------------------
     backbone: str = "small-cnn"      # small-cnn (embedded demo) | resnet50 (real data)
-    backbone_weights: str = ""       # resnet50: local torchvision state_dict ("" = random init)
+    backbone_weights: str = ""       # resnet50: local torchvision state_dict, or a checkpoint with
+    #                                  one under state_dict/model ("" = random init)
     cnn_width: int = 64              # small-cnn output channels C
     cnn_downsample: int = 3          # small-cnn total stride 2^n: feature side = image_size / 2^n
     regressor_hidden: int = 128      # ours: regressor MLP C -> hidden -> 1, sigmoid
@@ -124,8 +136,8 @@ class Config:
             bad("lr_warmup", "must be a share of warmup_steps in [0, 1]")
         if self.finetune_from not in ("selected", "last"):
             bad("finetune_from", "must be 'selected' or 'last'")
-        for name in ("image_size", "batch_size", "eval_batch_size", "grid", "window_size",
-                     "search_step", "cnn_width", "regressor_hidden", "disc_hidden",
+        for name in ("image_size", "batch_size", "eval_batch_size", "eval_crops", "grid",
+                     "window_size", "search_step", "cnn_width", "regressor_hidden", "disc_hidden",
                      "checkpoint_every", "log_every", "eval_every", "criterion_max_samples"):
             if getattr(self, name) < 1:
                 bad(name, "must be at least 1")
@@ -169,11 +181,11 @@ class Config:
         """The plan for this method, empty stages left out; a shared prefix can be forked
         (compare, study)."""
         w, b, t = self.warmup_steps, self.dann_warmup_steps, self.adapt_steps()
+        if self.method == "target-oracle":  # the ceiling: target labels for the whole budget
+            return [Stage("oracle", w + t, "target", "none")]
         plan = [Stage("warmup", w, "source", "none")]
         if self.method == "source-only":
             plan.append(Stage("source", t, "source", "none"))
-        elif self.method == "target-oracle":
-            plan.append(Stage("oracle", t, "target", "none"))
         elif self.method == "dann":
             plan += [Stage("dann-warmup", b, "both", "gap"), Stage("dann", t - b, "both", "gap")]
         else:
@@ -196,7 +208,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   batch_size=16, eval_batch_size=128, disc_hidden=64, regressor_hidden=32,
                   warmup_steps=20, dann_warmup_steps=6, search_step=9, search_steps=4,
                   finetune_steps=10, eval_every=10, checkpoint_every=5, log_every=10,
-                  criterion_max_samples=128, domain_fit_steps=30),
+                  criterion_max_samples=128, domain_fit_steps=30, eval_crops=1),
     "demo": dict(preset="demo", disc_hidden=256),  # the defaults, a smaller discriminator
     "paper": dict(preset="paper", backbone="resnet50", image_size=224, cnn_width=2048,
                   window_size=16, disc_hidden=1024, batch_size=32, lr=1e-4,

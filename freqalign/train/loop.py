@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -33,50 +34,76 @@ from ..basis import window
 from ..method.model import build_model, check_grid, dann_lambda
 from ..method.search import SearchState, jitter
 from . import checkpoint, distributed
-from .batches import BatchStream, crop_batch
+from .batches import BatchStream, crop_batch, open_images
 from .config import Config, Stage, save_yaml
 from .evaluate import SPLITS, evaluate_criteria, predict, run_probe
 from .report import write_report
 
 
 # ----------------------------------------------------------------------------- data
-def load_data(cfg: Config, rank: int = 0) -> dict:
-    """Content-disjoint splits: src_train/src_val and tgt_train/tgt_val/tgt_test."""
-    from ..data.registry import open_dataset
-    from ..data.splits import split_by_group
-
-    def open_(spec):
-        return open_dataset(spec, image_size=cfg.data_size or None, cache_dir=cfg.cache_dir or None,
-                            seed=cfg.data_seed)
-
+def load_data(cfg: Config, rank: int = 0) -> tuple:
+    """``(splits, how)``: src_train/src_val and tgt_train/tgt_val/tgt_test, and how each domain
+    was split (``{"source": ..., "target": ...}``, for results.json). A dataset's official
+    split is used when it ships one (KonIQ-10k; train -> training, val -> the criteria and
+    source validation, test -> the reported target metrics); otherwise the split is
+    content-disjoint by ``groups`` (the reference image of synthetic datasets)."""
     if rank == 0:  # rank 0 generates and caches first; the others then read the cache
-        src, tgt = open_(cfg.source), open_(cfg.target)
+        src, tgt = open_images(cfg.source, cfg), open_images(cfg.target, cfg)
     distributed.barrier()
     if rank != 0:
-        src, tgt = open_(cfg.source), open_(cfg.target)
-    if cfg.max_per_domain:
-        src, tgt = (_cap(d, cfg.max_per_domain, cfg.data_seed) for d in (src, tgt))
+        src, tgt = open_images(cfg.source, cfg), open_images(cfg.target, cfg)
     sv, tv, tt = cfg.source_val_fraction, cfg.target_val_fraction, cfg.target_test_fraction
-    s = split_by_group(src, {"train": 1 - sv, "val": sv}, cfg.data_seed)
-    t = split_by_group(tgt, {"train": 1 - tv - tt, "val": tv, "test": tt}, cfg.data_seed)
-    return {"src_train": s["train"], "src_val": s["val"], "tgt_train": t["train"],
-            "tgt_val": t["val"], "tgt_test": t["test"]}
+    s, s_how = split_domain(src, {"train": 1 - sv, "val": sv}, cfg)
+    t, t_how = split_domain(tgt, {"train": 1 - tv - tt, "val": tv, "test": tt}, cfg)
+    return ({"src_train": s["train"], "src_val": s["val"], "tgt_train": t["train"],
+             "tgt_val": t["val"], "tgt_test": t["test"]}, {"source": s_how, "target": t_how})
 
 
-def _cap(dataset, n: int, seed: int):
-    from ..data.splits import IQASubset
+def split_domain(dataset, fractions: dict, cfg: Config) -> tuple:
+    """``({part: subset}, how)`` for the parts named in ``fractions``: the dataset's official
+    split when ``cfg.official_split`` is on and it has every part, content-disjoint; else
+    ``split_by_group`` with ``fractions``. Both after the ``max_per_domain`` cap."""
+    from ..data.splits import IQASubset, split_by_group
 
-    if len(dataset) <= n:
-        return dataset
-    keep = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:n])
-    return IQASubset(dataset, keep.tolist(), name=dataset.name)
+    keep = _sample(len(dataset), cfg.max_per_domain or len(dataset), cfg.data_seed)
+    how = {"kind": "group", "seed": cfg.data_seed, "fractions": fractions}
+    official = getattr(dataset, "official_split", None)
+    if official is not None and cfg.official_split:
+        parts = {k: np.intersect1d(official.get(k, []), keep).astype(np.int64) for k in fractions}
+        problem = _official_problem(dataset, parts)
+        if not problem:
+            return ({k: IQASubset(dataset, rows.tolist(), name=f"{dataset.name}/{k}")
+                     for k, rows in parts.items()}, {"kind": "official", "parts": list(parts)})
+        how["official_split_unused"] = problem
+        warnings.warn(f"{dataset.name}: official split not used ({problem}); splitting by "
+                      f"content instead", RuntimeWarning, stacklevel=2)
+    capped = dataset if len(keep) == len(dataset) else IQASubset(dataset, keep, name=dataset.name)
+    return split_by_group(capped, fractions, cfg.data_seed), how
+
+
+def _official_problem(dataset, parts: dict) -> str:
+    """Why the official split ``parts`` (part -> rows) cannot be used; "" when it can."""
+    missing = [k for k, rows in parts.items() if not len(rows)]
+    if missing:
+        return f"it has no {' or '.join(missing)} part"
+    groups = [set(np.asarray(dataset.groups)[rows].tolist()) for rows in parts.values()]
+    if sum(map(len, groups)) > len(set().union(*groups)):
+        return "its parts share content (groups)"
+    return ""
 
 
 def _sample(n: int, cap: int, seed: int) -> list:
-    """A fixed subset of at most ``cap`` indices (for the criteria's feature passes)."""
+    """A fixed subset of at most ``cap`` indices, sorted (the ``max_per_domain`` cap, and the
+    criteria's feature passes)."""
     if n <= cap:
         return list(range(n))
     return np.sort(np.random.default_rng(seed).permutation(n)[:cap]).tolist()
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s global RNGs (data order within its shard, dropout): rank
+    0 keeps ``seed`` (a one-process run is unchanged), every other rank gets its own stream."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -165,13 +192,14 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed = process_seed(cfg.seed, rank)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
 
-    data = load_data(cfg, rank)
+    data, split_how = load_data(cfg, rank)
     model = build_model(cfg).to(device)
     feature_hw = check_grid(model, cfg)
     opt = torch.optim.AdamW([
@@ -187,8 +215,8 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
             find_unused_parameters=True)
 
     per_rank = cfg.batch_size // world
-    gens = {"augment": torch.Generator().manual_seed(cfg.seed * 1000 + 1 + rank),
-            "jitter": torch.Generator().manual_seed(cfg.seed * 1000 + 2)}
+    gens = {"augment": torch.Generator().manual_seed(process_seed(cfg.seed * 1000 + 1, rank)),
+            "jitter": torch.Generator().manual_seed(cfg.seed * 1000 + 2)}  # jitter: rank-shared
     streams = {"src": BatchStream(data["src_train"], per_rank, cfg.seed * 2, rank, world, cfg.workers),
                "tgt": BatchStream(data["tgt_train"], per_rank, cfg.seed * 2 + 1, rank, world,
                                   cfg.workers)}
@@ -204,21 +232,23 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     selected_path = os.path.join(ckpt_dir, "search-best.pt")
 
     def snapshot() -> dict:
-        """Everything a bit-exact continuation needs."""
+        """Everything a bit-exact continuation needs, with every process's RNG states (a
+        collective: every rank calls it)."""
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "search": search.state_dict(), "best_score": best_score,
                 "streams": {k: s.consumed for k, s in streams.items()},
-                "rng": checkpoint.rng_state(gens), "config": cfg.to_dict(),
+                "rng": distributed.gather(checkpoint.rng_state(gens)), "config": cfg.to_dict(),
                 "stages_done": stages_done(stages, step), "window": window_pos, "running": running,
                 "feature_hw": feature_hw}
 
     def restore_training_state(ck: dict) -> None:
-        """Weights, optimiser moments, batch-stream positions and RNGs from a snapshot."""
+        """Weights, optimiser moments, batch-stream positions and this rank's RNGs from a
+        snapshot."""
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         for k, s in streams.items():
             s.seek(ck["streams"][k])
-        checkpoint.set_rng_state(ck["rng"], gens)
+        checkpoint.set_rng_state(checkpoint.rank_rng(ck["rng"], rank, world), gens)
 
     source = os.path.join(ckpt_dir, "last.pt") if resume else fork_from
     if source:
@@ -386,7 +416,8 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     everything = lambda k: list(range(len(data[k])))  # noqa: E731
     tgt = predict(model, data["tgt_test"], everything("tgt_test"), cfg, device)
     src = predict(model, data["src_val"], everything("src_val"), cfg, device)
-    results = make_results(cfg, search, tgt, src, feature_hw, time.time() - t0, fork_from, data)
+    results = make_results(cfg, search, tgt, src, feature_hw, time.time() - t0, fork_from, data,
+                           split_how)
     if main:
         with open(os.path.join(out, "results.json"), "w") as fh:
             json.dump(results, fh, indent=2)
@@ -398,7 +429,12 @@ def train(cfg: Config, out: str, resume: bool = False, fork_from: str = "",
     return results
 
 
-def make_results(cfg, search, tgt, src, feature_hw, seconds, fork_from, data) -> dict:
+def plan(cfg: Config) -> list:
+    """The stage plan as JSON: ``[[name, steps], ...]``."""
+    return [[stage.name, stage.steps] for stage in cfg.stages()]
+
+
+def make_results(cfg, search, tgt, src, feature_hw, seconds, fork_from, data, split_how) -> dict:
     keep = ("srcc", "plcc", "krcc", "rmse", "plcc_logistic")
     target = {k: v for k, v in iqa_metrics.evaluate(tgt["pred"], tgt["true"]).items() if k in keep}
     source = {k: v for k, v in iqa_metrics.evaluate(src["pred"], src["true"]).items() if k in keep}
@@ -417,8 +453,9 @@ def make_results(cfg, search, tgt, src, feature_hw, seconds, fork_from, data) ->
             and cfg.criterion == "oracle",
             "selected_window": selected, "target": target, "source_val": source,
             "search": search.entries, "feature_map": list(feature_hw),
-            "sizes": {k: len(v) for k, v in data.items()}, "steps": cfg.total_steps(),
+            "sizes": {k: len(v) for k, v in data.items()}, "splits": split_how,
+            "eval_crops": cfg.eval_crops, "steps": cfg.total_steps(),
             "budget": cfg.warmup_steps + cfg.adapt_steps(),
-            "stages": [[s.name, s.steps] for s in cfg.stages()], "seconds": round(seconds, 1),
+            "stages": plan(cfg), "seconds": round(seconds, 1),
             "forked_from": fork_from or None, "config": cfg.to_dict(),
             "note": "oracle_target_srcc in the search uses target labels: analysis only"}

@@ -20,11 +20,32 @@ from ..errors import ConfigError
 from ..metrics import srcc
 from ..method.criteria import LABEL_FREE
 from .compare import finished
-from .config import Config, apply
+from .config import Config, apply, config_from_dict
 from .loop import train
 from .paired import t_interval
 
 REFERENCES = {"dann": "after-dann-warmup.pt", "source-only": "after-warmup.pt"}
+# config fields that do not change the state at the end of the source warm-up
+AFTER_WARMUP = {"method", "search_mode", "search_step", "search_start", "search_end",
+                "search_steps", "criterion", "finetune_from", "finetune_steps", "jitter",
+                "dann_warmup_steps", "alpha", "domain_weight", "disc_lr_scale", "progress",
+                "eval_every", "checkpoint_every", "log_every", "best_criterion",
+                "criterion_max_samples", "domain_fit_steps"}
+
+
+def shared_warmup(cfg: Config, warmups: str, seed: int) -> str:
+    """The source warm-up checkpoint of seed ``seed`` in a ``freqalign compare`` folder, after
+    checking that it was trained with the same config up to the end of the warm-up."""
+    from . import checkpoint
+
+    path = os.path.join(warmups, f"seed{seed}", "freqalign", "checkpoints", "after-warmup.pt")
+    saved = config_from_dict(checkpoint.load(path)["config"]).to_dict()  # new fields: defaults
+    differ = sorted(k for k, v in cfg.to_dict().items()
+                    if k not in AFTER_WARMUP and saved.get(k) != v)
+    if differ:
+        raise ConfigError(f"--warmups {warmups}: {path} was trained with other values of "
+                          f"{', '.join(differ)}")
+    return path
 
 
 def _final_eval(run_dir: str) -> dict:
@@ -34,8 +55,11 @@ def _final_eval(run_dir: str) -> dict:
     return evals[-1]
 
 
-def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: int = 1) -> str:
-    """Run the study into ``out``; return its markdown summary."""
+def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: int = 1,
+          warmups: str = "") -> str:
+    """Run the study into ``out``; return its markdown summary. With ``warmups`` (a
+    ``freqalign compare`` folder of the same config) each seed starts from that run's source
+    warm-up instead of training its own (the same state: training is deterministic)."""
     if seeds < 1 or stride < 1:
         raise ConfigError(f"--seeds and --stride must be at least 1, got {seeds}, {stride}")
     if cfg.search_steps < 1:
@@ -46,7 +70,9 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
                      {"seed": seed, "method": "freqalign", "search_mode": "branch",
                       "search_step": stride, "finetune_steps": 0, "criterion": "dev"}, "study")
         fa_dir = os.path.join(out, f"seed{seed}", "windows")
-        fa = finished(base, fa_dir) or train(base, fa_dir, keep_stage_checkpoints=True)
+        warm = shared_warmup(base, warmups, seed) if warmups else ""
+        fa = finished(base, fa_dir) or train(base, fa_dir, fork_from=warm,
+                                             keep_stage_checkpoints=True)
         row = {"seed": seed, "windows": [
             {"position": e["position"], "target_srcc": e["oracle_target_srcc"],
              **{k: e["scores"][k] for k in (*LABEL_FREE, "domain_accuracy")}}
@@ -54,8 +80,9 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
         for method, fork in REFERENCES.items():
             ref = apply(Config(**base.to_dict()), {"method": method}, "study")
             ref_dir = os.path.join(out, f"seed{seed}", method)
-            results = finished(ref, ref_dir) or train(
-                ref, ref_dir, fork_from=os.path.join(fa_dir, "checkpoints", fork))
+            origin = warm if warm and method == "source-only" else \
+                os.path.join(fa_dir, "checkpoints", fork)
+            results = finished(ref, ref_dir) or train(ref, ref_dir, fork_from=origin)
             last = _final_eval(ref_dir)
             row[method] = {"target_srcc": results["target"]["srcc"],
                            **{k: last[k] for k in (*LABEL_FREE, "domain_accuracy")}}
