@@ -38,7 +38,12 @@ def test_deterministic_for_a_seed(tiny):
 
 def test_shapes_dtypes_ranges_and_disjoint_groups(tiny):
     src, tgt = tiny["source"], tiny["target"]
-    assert src["images"].shape == (100, 3, 32, 32) and tgt["images"].shape == (100, 3, 32, 32)
+    # the source: 100 photo crops and as many dead-leaves charts (v6), each chart its own group
+    assert src["images"].shape == (200, 3, 32, 32) and tgt["images"].shape == (100, 3, 32, 32)
+    chart = np.asarray(src["chart"])
+    assert chart.sum() == 100 and (np.asarray(src["photo"])[chart] == -1).all()
+    assert len(set(np.asarray(src["groups"])[chart].tolist())) == 100 // embedded.LEVELS
+    src = {k: (np.asarray(v)[~chart] if k in ("groups", "photo") else v) for k, v in src.items()}
     for part in (src, tgt):
         assert part["images"].dtype == torch.uint8
         assert part["scores"].dtype == np.float64

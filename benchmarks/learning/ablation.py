@@ -21,7 +21,7 @@ from scipy import stats
 from torch import nn
 
 from freqalign.data.embedded import load_embedded
-from freqalign.data.splits import split_by_group
+from freqalign.data.splits import IQASubset, split_by_group
 
 
 def block(cin, cout, k, stride, pad):
@@ -57,6 +57,8 @@ def main(argv=None):
     p.add_argument("--loss", choices=("l1", "mse"), default="l1")
     p.add_argument("--rot90", action="store_true", help="random 90-degree rotations")
     p.add_argument("--drop-kind", default="", help="leave a source distortion kind out")
+    p.add_argument("--photos-only", action="store_true",
+                   help="leave the source's dead-leaves charts out (the ablation's 'v6 photos')")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -67,8 +69,12 @@ def main(argv=None):
     src, tgt = load_embedded("source", progress=False), load_embedded("target", progress=False)
     t = split_by_group(tgt, {"train": .5, "val": .2, "test": .3}, 0)
     if a.domain == "source":
-        s = split_by_group(src, {"train": .8, "val": .2}, 0)
-        data, train_idx, val_idx = src, s["train"].indices, s["val"].indices
+        rows = np.flatnonzero(~np.asarray(src.meta["chart"])) if a.photos_only else None
+        part = src if rows is None else IQASubset(src, rows.tolist())
+        s = split_by_group(part, {"train": .8, "val": .2}, 0)
+        train_idx, val_idx = ([part.indices[i] for i in s[k].indices] if rows is not None
+                              else s[k].indices for k in ("train", "val"))
+        data = src
     else:
         data, train_idx, val_idx = tgt, t["train"].indices, t["test"].indices
     if a.drop_kind:

@@ -3,7 +3,8 @@
 Built offline from public-domain photos shipped inside the ``skimage/data`` folder
 (DESIGN section 5). Two domains with disjoint photos:
 
-- ``source``: every pristine crop gets one synthetic distortion type
+- ``source``: every pristine crop (photo crops, and as many dead-leaves charts: v6) gets one
+  synthetic distortion type
   (``degradations.SOURCE_DISTORTIONS``) at all five levels, KADID style;
 - ``target``: every pristine crop goes through a random in-camera pipeline of 1-4
   degradations (``degradations.camera_pipeline``).
@@ -33,6 +34,7 @@ splits (assign it to ``groups``). Photo ids differ between the domains, and so d
 Everything is drawn from ``numpy`` Generators seeded by ``seed``; both domains are cached
 together in one file.
 """
+import itertools
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -46,10 +48,11 @@ from .. import storage
 from ..errors import MissingFileError
 from . import degradations as D
 from .base import TensorIQADataset
+from .dead_leaves import dead_leaves
 from .fr_score import ms_ssim_color
 from .registry import register_dataset
 
-VERSION = "v6"  # v6: no saturation kind in the source; stored as tensors and lists (weights_only=True)
+VERSION = "v6"  # v6: dead-leaves charts beside the source photos, no saturation kind; plain-data cache
 DEFAULT_SIZE = 64
 DEFAULT_PER_DOMAIN = 3000
 CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
@@ -153,11 +156,25 @@ def _pristine_crops(scenes: Dict[str, Tuple[str, ...]], n_crops: int, size: int,
         group += len(tiles)
 
 
+def _chart_crops(n_crops: int, size: int, rng, first_group: int):
+    """Yield ``(pristine, group, scene_index -1)`` for ``n_crops`` dead-leaves charts, rendered
+    at one of ``CROP_SCALES`` times ``size`` and box-resized like the photo crops (which
+    anti-aliases the leaf edges); every chart is a group of its own."""
+    for c in range(n_crops):
+        side = int(round(size * rng.choice(CROP_SCALES)))
+        chart = dead_leaves(side, rng)
+        if side != size:
+            chart = np.asarray(Image.fromarray(D.to_uint8(chart)).resize((size, size), Image.BOX),
+                               dtype=np.float32) / 255.0
+        yield D.to_uint8(_vary(chart, rng)).astype(np.float32) / 255.0, first_group + c, -1
+
+
 def _generate_source(rng, size, n, bar) -> dict:
     kinds = list(D.SOURCE_DISTORTIONS)
     ref, dist, groups, photo, kind_ids, levels = [], [], [], [], [], []
-    for pristine, group, scene in _pristine_crops(SOURCE_SCENES, max(1, n // LEVELS), size, rng,
-                                                  first_group=0):
+    photos = list(_pristine_crops(SOURCE_SCENES, n // LEVELS, size, rng, first_group=0))
+    charts = _chart_crops(n // LEVELS, size, rng, first_group=photos[-1][1] + 1)
+    for pristine, group, scene in itertools.chain(photos, charts):
         kind = kinds[int(rng.integers(len(kinds)))]
         for level in range(LEVELS):
             dist.append(D.to_uint8(D.apply_source(pristine, kind, level, rng)))
@@ -167,7 +184,8 @@ def _generate_source(rng, size, n, bar) -> dict:
             kind_ids.append(kinds.index(kind))
             levels.append(level)
         bar.update(LEVELS)
-    return dict(ref=ref, dist=dist, groups=groups, photo=np.asarray(photo),
+    photo = np.asarray(photo)
+    return dict(ref=ref, dist=dist, groups=groups, photo=photo, chart=photo < 0,
                 kind=np.asarray(kind_ids), level=np.asarray(levels), kind_names=kinds,
                 scene_names=list(SOURCE_SCENES))
 
@@ -217,7 +235,7 @@ def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
     if int(n_per_domain) < LEVELS * len(SOURCE_SCENES):
         raise ValueError(f"n_per_domain must be at least {LEVELS * len(SOURCE_SCENES)} (one "
                          f"crop per source photo at {LEVELS} levels), got {n_per_domain}")
-    src_n = (n_per_domain // LEVELS) * LEVELS
+    src_n = 2 * (n_per_domain // LEVELS) * LEVELS  # photo crops and as many charts
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small per-crop work: extra threads only contend on a busy CPU
     try:

@@ -13,6 +13,10 @@ In ``branch`` mode every search position starts from the state saved when the se
 (``checkpoints/search-origin.pt``: weights, optimiser moments, batch streams and RNGs), so
 positions differ only by their window; the best position's state is kept in
 ``checkpoints/search-best.pt``, and fine-tuning continues from it.
+Under DDP each process has its own random streams (``process_seed``: its global RNGs, so its
+dropout, and its crop generator; the jitter generator is shared, so all ranks pool at the same
+window) and every checkpoint holds every process's RNG states, so a resume or a branch restart
+gives each rank back its own.
 """
 from __future__ import annotations
 
