@@ -115,6 +115,27 @@ def test_scores_are_the_mean_over_the_crops():
 
 
 # ---------------------------------------------------------------- data and splits
+def test_large_jpegs_are_decoded_at_a_reduced_scale(tmp_path):
+    """``max_side`` decodes a 1024x768 JPEG straight to 512x384 at libjpeg's 1/2 DCT scale.
+    Both that and a full decode with a bicubic resize are mean-preserving low-pass filters, so
+    the channel means agree up to uint8 rounding and border terms: within half a grey level
+    (the synthetic photos differ by 0.02-0.07 levels); the per-pixel difference is the two
+    filters' different treatment of the noise, a few grey levels."""
+    from freqalign.data.files import fit_size, read_rgb
+
+    spec = make_koniq(str(tmp_path / "koniq"), sets=(2, 0, 0))
+    folder = os.path.join(spec.split(":", 1)[1], "1024x768")
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        reduced = np.asarray(read_rgb(path, max_side=512), dtype=np.float64)
+        resized = np.asarray(fit_size(read_rgb(path), 512), dtype=np.float64)
+        assert reduced.shape == resized.shape == (384, 512, 3)
+        assert np.abs(reduced.mean((0, 1)) - resized.mean((0, 1))).max() < 0.5
+    png = str(tmp_path / "a.png")
+    Image.fromarray(np.zeros((384, 512, 3), np.uint8)).save(png)
+    assert read_rgb(png, max_side=256).size == (512, 384)  # other formats decode in full
+
+
 def test_trainer_reads_whole_images_with_official_and_content_disjoint_splits(tmp_path):
     source = make_kadid(str(tmp_path / "kadid"), size=(64, 48), refs=5)
     target = make_koniq(str(tmp_path / "koniq"), size=(96, 72), sets=(6, 3, 3))

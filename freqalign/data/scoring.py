@@ -59,7 +59,7 @@ class _ImageList(Dataset):
     def __getitem__(self, index: int):
         path = self.paths[index]
         try:
-            img = read_rgb(path)
+            img = read_rgb(path, max_side=self.max_side)
         except Exception as err:  # noqa: BLE001 - PIL raises many types on corrupt data
             if self.skip_bad:
                 return index, None
