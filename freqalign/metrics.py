@@ -102,8 +102,11 @@ def logistic4(x, b1, b2, b3, b4):
 
 
 def fit_logistic(pred, true):
-    """Least-squares parameters (b1, b2, b3, b4) of ``logistic4`` from pred to true, or None."""
+    """Least-squares parameters (b1, b2, b3, b4) of ``logistic4`` from pred to true, or None
+    (also for 4 points or fewer, which four parameters interpolate rather than fit)."""
     a, b = _pair(pred, true)
+    if a.size <= 4:
+        return None
     p0 = [b.max(), b.min(), np.median(a), max(a.std(), 1e-6)]
     try:
         with warnings.catch_warnings():
@@ -116,7 +119,8 @@ def fit_logistic(pred, true):
 
 
 def plcc_logistic(pred, true) -> float:
-    """PLCC after mapping pred through the fitted 4-parameter logistic."""
+    """PLCC after mapping pred through the fitted 4-parameter logistic (the plain PLCC where
+    the fit fails or there are 4 points or fewer)."""
     a, b = _pair(pred, true)
     if _bad(a, b):
         return float("nan")

@@ -54,6 +54,15 @@ def test_plcc_logistic_at_least_about_linear_on_noise():
     assert metrics.plcc_logistic(pred, true) >= metrics.plcc(pred, true) - 0.02
 
 
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_plcc_logistic_of_four_points_or_fewer_is_the_plain_plcc(n):
+    """Four parameters would interpolate <= 4 points (scipy refuses < 4): no fit, the plain
+    PLCC, against scipy.stats.pearsonr (float64, ~1e-15)."""
+    pred, true = _data(n, n=n)
+    assert metrics.plcc_logistic(pred, true) == pytest.approx(stats.pearsonr(pred, true)[0],
+                                                              abs=1e-12)
+
+
 def test_constant_predictions_give_zero():
     true = np.linspace(0, 1, 50)
     const = np.full(50, 0.3)
