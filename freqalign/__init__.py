@@ -7,7 +7,7 @@ torch.Size([2, 16])
 """
 from .backend import backends, use_backend
 from .basis import dct_matrix, grid_to_index, window, zigzag
-from .nn import FreqPool
+from .nn import AdaptiveFreqPool2d, FreqPool, MultiSpectralAttention, add_attention, replace_gap
 from .ops import dct2d, freq_pool, idct2d
 
 __version__ = "0.1.0"
@@ -23,5 +23,6 @@ def load_scorer(checkpoint: str, device=None, crops: int = 0, image_size: int = 
     return load(checkpoint, device=device, crops=crops, image_size=image_size)
 
 
-__all__ = ["dct2d", "idct2d", "freq_pool", "FreqPool", "use_backend", "backends", "window",
+__all__ = ["dct2d", "idct2d", "freq_pool", "FreqPool", "AdaptiveFreqPool2d", "MultiSpectralAttention",
+           "replace_gap", "add_attention", "use_backend", "backends", "window",
            "zigzag", "grid_to_index", "dct_matrix", "load_scorer", "__version__"]

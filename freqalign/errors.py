@@ -26,4 +26,8 @@ class MissingFileError(FreqAlignError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 
 
-__all__ = ["FreqAlignError", "ConfigError", "DatasetError", "CheckpointError", "MissingFileError"]
+class UnsupportedModelError(FreqAlignError, ValueError):
+    """A model that ``replace_gap`` or ``add_attention`` cannot change (nothing to replace)."""
+
+
+__all__ = ["FreqAlignError", "UnsupportedModelError", "ConfigError", "DatasetError", "CheckpointError", "MissingFileError"]

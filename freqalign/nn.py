@@ -64,4 +64,25 @@ class FreqPool(nn.Module):
                 f"norm={self.norm!r}")
 
 
-__all__ = ["FreqPool", "zigzag"]
+class AdaptiveFreqPool2d(FreqPool):
+    """``FreqPool`` shaped like ``nn.AdaptiveAvgPool2d(1)``: output (B, C, 1, 1), not (B, C).
+
+    It takes the place of a network's global average pooling module whatever comes after it (a
+    flatten in the forward, ConvNeXt's LayerNorm2d); only grouped pooling keeps C outputs, so
+    ``grouped`` is fixed to True. ``replace_gap`` puts it in.
+    """
+
+    def __init__(self, freqs: Sequence[Tuple[int, int]] = ((0, 0),), grid: int = 7, norm: str = "mean"):
+        super().__init__(freqs, grid=grid, grouped=True, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[:, :, None, None]
+
+
+# The FcaNet layer and the model helpers live in their own modules and are re-exported here
+# (they import FreqPool from this module, which is defined by now).
+from .attention import MultiSpectralAttention, fcanet_frequencies  # noqa: E402
+from .surgery import UnsupportedModelError, add_attention, replace_gap  # noqa: E402
+
+__all__ = ["FreqPool", "AdaptiveFreqPool2d", "MultiSpectralAttention", "fcanet_frequencies",
+           "replace_gap", "add_attention", "UnsupportedModelError", "zigzag"]

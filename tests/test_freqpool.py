@@ -65,6 +65,23 @@ def test_resnet18_with_freqpool_gives_the_same_logits(backend_name):
     assert ((got.double() - expected.double()).abs() <= limit).all()
 
 
+def test_a_first_call_inside_torch_compile_works():
+    """A fresh process whose first freqalign op runs inside torch.compile(fullgraph=True):
+    loading a backend registers fake kernels and autograd, which dynamo cannot trace, so
+    ``import freqalign`` loads the backends ``auto`` can pick. The pooled value is the mean of
+    49 fp32 numbers, within ``mean_difference_bound(49)`` of the float64 mean."""
+    import subprocess
+    import sys
+
+    code = ("import torch, freqalign\n"
+            "x = torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(0))\n"
+            "got = torch.compile(freqalign.FreqPool(), fullgraph=True)(x)\n"
+            "print(((got.double() - x.double().mean((2, 3))).abs() / x.double().abs().mean((2, 3))).max().item())\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert float(run.stdout.split()[-1]) <= mean_difference_bound(49)
+
+
 def test_torch_compile_fullgraph_keeps_the_bounds(backend_name):
     """A FreqPool window + linear head under torch.compile(fullgraph=True): the pooled features,
     the head's output and the input gradient lie within their fp32 bounds, eager and compiled.

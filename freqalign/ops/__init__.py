@@ -1,5 +1,7 @@
 """Public frequency ops and backend registration (DESIGN section 2)."""
-from ..backend import register_backend
+import torch
+
+from ..backend import load, register_backend
 from . import compiled, torch_ref
 from .dct import dct2d, idct2d
 from .pool import freq_pool
@@ -15,5 +17,13 @@ register_backend("torch", torch_ref.load)
 register_backend("cpu", compiled.load_cpu)
 register_backend("cuda", compiled.load_cuda)
 register_backend("triton", _load_triton)
+# Load now the backends `auto` can pick on this machine: loading registers fake kernels and
+# autograd, which torch.compile cannot trace, so a first call inside a compiled region
+# (torch.compile(FreqPool(), fullgraph=True)) must find them loaded. A backend that fails to
+# load is only marked unavailable.
+load("cpu")
+if torch.cuda.is_available():
+    load("cuda")
+    load("triton")
 
 __all__ = ["dct2d", "idct2d", "freq_pool"]
