@@ -10,8 +10,13 @@ Python argument checks of the public ops. Times are ``triton.testing.do_bench`` 
 floor is the device-to-device copy bandwidth (``dst.copy_(src)``, read + write) measured on a
 2 GiB buffer. Every output is checked against a float64 reference (max |err| / max |ref|).
 
-Writes ``h200.json`` (every measurement) and ``h200.md`` (tables, the targets of issue #3
-with PASS/MISS) to ``--out``. ``--dry-run`` runs the same pipeline on the CPU with tiny shapes
+Order (issue #11: what matters first, in case the time budget runs out): bf16 then fp32 at the
+key shapes (ResNet-50's stages at the paper's batch of 2 x 32: 256 channels at 56x56, 512 at
+28x28, 1024 at 14x14, 2048 at 7x7), then the CPU suite's shapes, then the >= 1 GiB inputs.
+Writes ``bench.json`` (every measurement, saved again after each shape, so an interrupted run
+keeps what it measured; SIGINT stops it cleanly) and ``bench.md`` (tables, the targets of
+issue #3 with PASS/MISS) to ``--out``; ``benchmarks/gpu_check.sh`` folds both into its
+``h200.md`` / ``h200.json``. ``--dry-run`` runs the same pipeline on the CPU with tiny shapes
 and a wall-clock timer, to check the script itself without a GPU.
 """
 from __future__ import annotations
@@ -38,7 +43,8 @@ from freqalign import backend
 from freqalign.basis import dct_matrix, pool_filters
 from freqalign.ops import torch_ref
 
-SUITE = ((32, 2048, 7, 7), (32, 2048, 14, 14), (16, 1024, 32, 32), (8, 256, 56, 56))
+KEY = ((64, 2048, 7, 7), (64, 1024, 14, 14), (64, 512, 28, 28), (64, 256, 56, 56))  # ResNet-50, batch 2 x 32
+SUITE = ((32, 2048, 7, 7), (32, 2048, 14, 14), (16, 1024, 32, 32), (8, 256, 56, 56))  # the CPU report's
 LARGE_SPATIAL = ((7, 7), (14, 14), (32, 32))  # C = 2048, B chosen so that x is >= 1 GiB
 DRY_SUITE = ((2, 32, 7, 7), (2, 16, 14, 14))
 K = 16
@@ -47,6 +53,7 @@ PROVIDERS = ("triton", "cuda", "torch", "fcanet")
 OPS = {"pool_fwd": "freq_pool forward (grouped, K=16)", "pool_bwd": "freq_pool backward (grouped, K=16)",
        "dct2d": "dct2d forward"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 # issue #3 targets
 POOL_BW_TARGET, DCT_BW_TARGET, BIG_INPUT = 0.80, 0.70, 256 << 20
 VS_TORCH_TARGET, VS_FCANET_TARGET, BF16_ERR_TARGET = 1.0, 3.0, 1e-2
@@ -54,7 +61,7 @@ VS_TORCH_TARGET, VS_FCANET_TARGET, BF16_ERR_TARGET = 1.0, 3.0, 1e-2
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="directory for h200.md and h200.json")
+    parser.add_argument("--out", required=True, help="directory for bench.md and bench.json")
     parser.add_argument("--budget-s", type=float, default=150.0,
                         help="stop starting new measurements after this many seconds (default 150)")
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated subset of fp32,bf16")
@@ -79,16 +86,26 @@ def parse_args(argv=None):
     return args
 
 
-def shapes_for(dtype: torch.dtype, large: bool, dry: bool):
-    """The suite's shapes, then (B, 2048, H, W) with B chosen so that x holds >= 1 GiB."""
+def plan_cases(dtypes, large: bool, dry: bool):
+    """``(dtype name, shape, tag)`` in measuring order: bf16 before fp32 at the key shapes, then the
+    CPU suite's shapes, then (B, 2048, H, W) with B chosen so that x holds >= 1 GiB (``large``)."""
+    order = sorted(dtypes, key=lambda d: d != "bf16")
     if dry:
-        return list(DRY_SUITE)
-    shapes = list(SUITE)
+        return [(d, s, "dry") for s in DRY_SUITE for d in order]
+    cases, seen = [], set()
+    groups = [("key", KEY), ("suite", SUITE)]
+    for tag, shapes in groups:
+        for d in order:
+            for shape in shapes:
+                if (d, shape) not in seen:
+                    seen.add((d, shape))
+                    cases.append((d, shape, tag))
     if large:
-        size = torch.finfo(dtype).bits // 8
-        for h, w in LARGE_SPATIAL:
-            shapes.append((math.ceil(GIB / (2048 * h * w * size)), 2048, h, w))
-    return shapes
+        for d in order:
+            size = torch.finfo(DTYPES[d]).bits // 8
+            for h, w in LARGE_SPATIAL:
+                cases.append((d, (math.ceil(GIB / (2048 * h * w * size)), 2048, h, w), "large"))
+    return cases
 
 
 def make_timer(device: str, rep_ms: float):
@@ -171,44 +188,60 @@ def moved_bytes(op: str, case: Case) -> int:
     return 2 * case.nbytes if op == "dct2d" else case.nbytes
 
 
-def run(args) -> dict:
+def run(args, save=None) -> dict:
+    """Measure every case of ``plan_cases`` (until ``--budget-s``); ``save(result)`` after each
+    shape. A KeyboardInterrupt (SIGINT from gpu_check.sh's timeout) ends the run with what it has."""
     device = "cpu" if args.dry_run else "cuda"
     timer = make_timer(device, args.rep_ms)
     started = time.monotonic()
     copy_bps, copy_bytes = copy_bandwidth(timer, device, args.dry_run)
     rows = []
-    plan = [(d, s, op) for d in args.dtypes for s in shapes_for(DTYPES[d], not args.no_large, args.dry_run)
-            for op in args.ops]
-    skipped = 0
-    case_key, case = None, None
-    for dtype_name, shape, op in tqdm(plan, desc="gpu_bench", file=sys.stdout):
-        if time.monotonic() - started > args.budget_s:
-            skipped += 1
-            continue
-        if case_key != (dtype_name, shape):
-            case = None
+    result = dict(device=device_name(device), copy_gbps=copy_bps / 1e9, copy_buffer_bytes=copy_bytes, rows=rows,
+                  skipped_for_budget=0, interrupted=False, backends=freqalign.backends(), seconds=0.0,
+                  versions=versions(), command=" ".join(sys.argv), dry_run=args.dry_run)
+    cases = plan_cases(args.dtypes, not args.no_large, args.dry_run)
+    try:
+        bar = tqdm(cases, desc="gpu_bench", file=sys.stdout, disable=not sys.stdout.isatty())
+        for index, (dtype_name, shape, tag) in enumerate(bar):
+            if time.monotonic() - started > args.budget_s:
+                result["skipped_for_budget"] = len(args.ops) * (len(cases) - index)
+                break
             if device == "cuda":
                 torch.cuda.empty_cache()
-            case_key, case = (dtype_name, shape), Case(shape, DTYPES[dtype_name], device)
-        reference = case.reference(op)
-        scale = reference.abs().max().item() or 1.0
-        for provider in PROVIDERS:
-            row = dict(op=op, shape=list(shape), dtype=dtype_name, provider=provider, bytes=case.nbytes)
-            try:
-                fn = build(op, provider, case)
-                out = fn()
-                row["rel_err"] = float((out.double() - reference).abs().max().item() / scale)
-                del out
-                row["ms"] = timer(fn)
-                row["gbps"] = moved_bytes(op, case) / (row["ms"] * 1e-3) / 1e9
-                row["pct_copy"] = 100.0 * moved_bytes(op, case) / (row["ms"] * 1e-3) / copy_bps
-            except Exception as exc:  # noqa: BLE001 - recorded in the report, the run goes on
-                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            rows.append(row)
-        del reference
-    return dict(device=device_name(device), copy_gbps=copy_bps / 1e9, copy_buffer_bytes=copy_bytes, rows=rows,
-                skipped_for_budget=skipped, backends=freqalign.backends(), seconds=time.monotonic() - started,
-                versions=versions(), command=" ".join(sys.argv), dry_run=args.dry_run)
+            case = Case(shape, DTYPES[dtype_name], device)
+            for op in args.ops:
+                measure_op(op, case, tag, timer, copy_bps, rows)
+            del case
+            result["seconds"] = time.monotonic() - started
+            print(f"gpu_bench: {dtype_name} {tuple(shape)} ({tag}) done at {result['seconds']:.0f} s", flush=True)
+            if save is not None:
+                save(result)
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+        print("gpu_bench: interrupted; keeping the measurements so far", flush=True)
+    result["seconds"] = time.monotonic() - started
+    return result
+
+
+def measure_op(op, case, tag, timer, copy_bps, rows):
+    reference = case.reference(op)
+    scale = reference.abs().max().item() or 1.0
+    for provider in PROVIDERS:
+        row = dict(op=op, shape=list(case.shape), dtype=DTYPE_NAMES[case.dtype], provider=provider, bytes=case.nbytes,
+                   tag=tag)
+        try:
+            fn = build(op, provider, case)
+            out = fn()
+            row["rel_err"] = float((out.double() - reference).abs().max().item() / scale)
+            del out
+            row["ms"] = timer(fn)
+            row["gbps"] = moved_bytes(op, case) / (row["ms"] * 1e-3) / 1e9
+            row["pct_copy"] = 100.0 * moved_bytes(op, case) / (row["ms"] * 1e-3) / copy_bps
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the report, the run goes on
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        rows.append(row)
 
 
 def device_name(device: str) -> str:
@@ -290,6 +323,8 @@ def markdown(result: dict) -> str:
     if result["skipped_for_budget"]:
         lines += [f"**{result['skipped_for_budget']} (op, shape, dtype) cases were skipped to stay in the time "
                   "budget.**", ""]
+    if result.get("interrupted"):
+        lines += ["**Interrupted (time limit): the tables hold the cases measured before.**", ""]
     lines += ["## Targets (issue #3)", "", "| target | result | detail |", "|---|---|---|"]
     lines += [f"| {name} | {verdict} | {detail} |" for name, verdict, detail in targets(result)]
     lines += ["", "Backends: " + "; ".join(f"`{k}` {v}" for k, v in result["backends"].items()) + "."]
@@ -304,7 +339,9 @@ def markdown(result: dict) -> str:
                   "| shape | MB | triton ms | %copy | x torch | x fcanet | err | cuda ms | %copy | x torch | x fcanet "
                   "| err | torch ms | err | fcanet ms | err |", "|" + "---|" * 17]
         for shape in shapes:
-            cells = [f"{shape[0]}x{shape[1]}x{shape[2]}x{shape[3]}"]
+            cells = [f"{shape[0]}x{shape[1]}x{shape[2]}x{shape[3]}"
+                     + (" (key)" if any(r.get("tag") == "key" and tuple(r["shape"]) == shape for r in result["rows"])
+                        else "")]
             rows = {p: table.get((op, shape, dtype, p), {}) for p in PROVIDERS}
             cells.append(f"{next(iter(rows.values())).get('bytes', 0) / 2**20:.0f}")
             for p in PROVIDERS:
@@ -325,16 +362,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write(result: dict, out: str) -> None:
+    """``bench.json`` and ``bench.md`` in ``out``, each written to a temporary name and renamed."""
+    for name, text in (("bench.json", json.dumps(result, indent=1)), ("bench.md", markdown(result))):
+        tmp = os.path.join(out, f".{name}.tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(out, name))
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    result = run(args)
-    with open(os.path.join(args.out, "h200.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(args.out, "h200.md"), "w") as f:
-        f.write(markdown(result))
+    result = run(args, save=lambda r: write(r, args.out))
+    write(result, args.out)
     print(markdown(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,7 +19,9 @@ whole persistent program):
 Block rule: ``BLOCK_P`` planes per step so that a tile holds about 4096 elements
 (``TILE // (HP * WP)``, or 4096 // KP, at least 16 rows for the Kronecker dot), never more
 than the planes there are; the grid is persistent, ``min(blocks, 8 * SMs)`` programs striding
-over plane blocks so that the matrices are loaded once per program.
+over plane blocks so that the matrices are loaded once per program (one axis: never near
+the grid limits). Launches run under ``torch.cuda.device(x.device)`` (``_utils.device_guard``):
+Triton launches on the current device, which need not be x's.
 
 Precision: float32 inputs use ``tf32x3`` (about fp32 accuracy) under torch's default
 ``float32_matmul_precision="highest"`` and plain ``tf32`` under ``high``/``medium``, like
@@ -32,7 +34,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from ._utils import MIN_DOT, TILE, fp32_precision, pow2, target_programs
+from ._utils import MIN_DOT, TILE, device_guard, fp32_precision, pow2, target_programs
 
 MAX_SIDE = 64  # largest padded side the fused forms keep in registers
 KRON_MAX = 64  # largest H * W for the Kronecker form
@@ -157,6 +159,7 @@ def transform2d(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> tor
         constexprs["MERGED"] = sxh == width * sxw
     constexprs["FLAT_PLANES"] = x4.shape[0] == 1 or sxb == channels * sxc
     grid = (min(triton.cdiv(planes, constexprs["BLOCK_P"]), target_programs(x.device)),)
-    wrap_triton(kernel)[grid](x4, left.contiguous(), right.contiguous(), y, planes, channels,
-                              sxb, sxc, sxh, sxw, height, width, **constexprs)
+    with device_guard(x.device):
+        wrap_triton(kernel)[grid](x4, left.contiguous(), right.contiguous(), y, planes, channels,
+                                  sxb, sxc, sxh, sxw, height, width, **constexprs)
     return y

@@ -16,7 +16,7 @@ except ImportError:  # e.g. the GPU machine's bare environment: the float64 cosi
     scipy_fft = None
 
 from freqalign import dct2d, freq_pool, idct2d
-from numerics import (TF32, TF32X3, UNIT_ROUNDOFF, accumulation, assert_within, bound, dct_magnitude,
+from numerics import (TF32X3, UNIT_ROUNDOFF, accumulation, assert_within, bound, dct_magnitude,
                       dct_matrix64, oracle_error, relative_error)
 
 U32 = UNIT_ROUNDOFF[torch.float32]
@@ -52,14 +52,24 @@ def dct_error(backend: str, dtype: torch.dtype, height: int, width: int) -> floa
     return relative_error(height + width, acc, [(2, U32), (3 if half else 2, dot[1])])
 
 
+# Triton's ungrouped fp16/bf16 pooling dots (kernels/freq_pool.py) split each fp32 filter into
+# hi (exact in TF32) + lo (|lo| < 2^-10 |f|) and run two TF32 dots: lo's own TF32 rounding
+# (< 2^-10 |lo|) is the only representation error, below 2^-20 |f| per product.
+TF32_SPLIT = 2.0 ** -20
+
+
 def pool_error(backend: str, dtype: torch.dtype, terms: int, grouped: bool) -> float:
     """Relative error of ``pool_forward`` (``terms = H * W``) or ``pool_backward`` (``terms = K``,
     1 when grouped): fp32 (fp64) accumulation over filters rounded once to it; Triton's ungrouped
-    dots round the filters to TF32 for fp16/bf16 input and use tf32x3 for fp32."""
+    dots use tf32x3 for fp32, and for fp16/bf16 input (exact in TF32) two TF32 dots over the
+    split filters: 2 * terms products accumulated (``x hi`` and ``x lo``, whose magnitudes add
+    up to at most (1 + 2^-9) ``|x f|``), each within ``TF32_SPLIT`` of ``x f`` after the split."""
     acc = accumulation(dtype)
     factors = [(1, UNIT_ROUNDOFF[acc])]
     if backend == "triton" and not grouped and dtype != torch.float64:
-        factors.append((1, TF32 if dtype in (torch.float16, torch.bfloat16) else TF32X3))
+        if dtype in (torch.float16, torch.bfloat16):
+            return relative_error(2 * terms, acc, factors + [(1, TF32_SPLIT)]) * (1 + 2.0 ** -9)
+        factors.append((1, TF32X3))
     return relative_error(terms, acc, factors)
 
 
@@ -78,8 +88,23 @@ def _numpy(a: torch.Tensor) -> np.ndarray:
 
 
 def make_input(shape, dtype, device, layout="contiguous", seed=0):
-    """A seeded random input in ``layout``: contiguous, channels_last, or transposed (H, W strides swapped)."""
+    """A seeded random input in ``layout``: contiguous, channels_last, or transposed (H, W strides
+    swapped); for (B, C, H, W) shapes also views of larger or smaller tensors: ``sliced`` (every
+    other channel of 2C + 1, an inner H x W window of an (H + 3) x (W + 2) map: no dimension
+    mergeable with the next), ``cropped_channels_last`` (an inner window of a channels_last map:
+    channel stride 1, rows not mergeable), ``expanded`` (one image expanded over the batch:
+    batch stride 0) and ``broadcast_channels`` (one channel expanded over C: channel stride 0)."""
     gen = torch.Generator().manual_seed(seed)
+    if layout in ("sliced", "cropped_channels_last", "expanded", "broadcast_channels"):
+        b, c, h, w = shape
+        base_shape = {"sliced": (b, 2 * c + 1, h + 3, w + 2), "cropped_channels_last": (b, c, h + 3, w + 2),
+                      "expanded": (1, c, h, w), "broadcast_channels": (b, 1, h, w)}[layout]
+        base = torch.randn(base_shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
+        if layout == "sliced":
+            return base[:, 1::2, 2:2 + h, 1:1 + w]
+        if layout == "cropped_channels_last":
+            return base.contiguous(memory_format=torch.channels_last)[:, :, 2:2 + h, 1:1 + w]
+        return base.expand(shape)
     x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)

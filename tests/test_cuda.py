@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import freqalign
+from freqalign import backend
+from freqalign.basis import dct_matrix, pool_filters
 from kernel_checks import (assert_dct, autocast_ops, check_autocast, check_autocast_backward, check_dct_roundtrip,
                            check_nan_propagates, check_pool, check_pool_backward, check_pool_forward, make_input)
 
@@ -111,11 +113,12 @@ def test_gradcheck_float64(gpu_backend, size):
 
 @pytest.mark.parametrize("autocast_dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_autocast_policy(gpu_backend, dtype, autocast_dtype):
+@pytest.mark.parametrize("size", [(7, 7), (14, 13)], ids=str)
+def test_autocast_policy(gpu_backend, size, dtype, autocast_dtype):
     """CUDA autocast (fp16 or bf16) lowers nothing: each op returns the dtype its fake kernel
     promises (the input's) within the bound of computing in the input's precision, forward and
     backward (tests/test_autocast.py has the CPU twin)."""
-    x = make_input((2, 6, 14, 13), dtype, "cuda", seed=32)
+    x = make_input((2, 6, *size), dtype, "cuda", seed=32)
     check_autocast(x, autocast_dtype, gpu_backend)
     check_autocast_backward(x, autocast_dtype, gpu_backend)
 
@@ -151,3 +154,103 @@ def test_torch_compile_fullgraph(gpu_backend, dtype):
     assert_dct(grad, g_y, gpu_backend, True, "compiled dct2d backward")
     (grad,) = torch.autograd.grad(pooled, x, g_pooled)
     check_pool_backward(grad, g_pooled, freqs, False, "ortho", gpu_backend, "compiled freq_pool backward")
+
+
+# -- paths the shapes above do not reach (issue #11) --------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float64], ids=str)
+@pytest.mark.parametrize("size", [(4, 4), (8, 8), (8, 16)], ids=str)
+@pytest.mark.parametrize("grouped", [True, False])
+def test_freq_pool_four_lanes_per_row(gpu_backend, size, grouped, dtype):
+    """Rows of at most 16 vectors go to the cuda backend's 4-lanes-per-row forward (8 rows per
+    warp): with 16-byte vector loads when the rows are aligned and H*W is a multiple of the
+    vector width (fp32 4x4 and 8x8, fp16/bf16 up to 8x16, fp64 4x4), element by element when
+    misaligned; 8x16 in fp32 (32 vectors) and fp64 8x8 are the 32-lane side of the boundary."""
+    check_pool((3, 24, *size), 4, grouped, "ortho", dtype, "cuda", gpu_backend)
+    check_pool((5, 8, *size), 8, grouped, "mean", dtype, "cuda", gpu_backend)  # 40 rows: a partial warp
+    x = _misaligned((3, 8, *size), dtype)
+    freqs = [(0, 0), (1, 2), (size[0] - 1, size[1] - 1), (2, 3)]
+    out = freqalign.freq_pool(x, freqs, grouped=grouped)
+    check_pool_forward(out, x, freqs, grouped, "ortho", gpu_backend, f"misaligned {size} {dtype} grouped={grouped}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float64], ids=str)
+@pytest.mark.parametrize("size", [(64, 64), (64, 63), (17, 64)], ids=str)
+def test_dct2d_largest_fused_planes(gpu_backend, size, dtype):
+    """Planes of 64 on a side, the largest the fused kernels keep on chip: the cuda kernel's
+    largest dynamic shared memory (float64 at 64x64: about 129 KB, fp32 about 65 KB, both over
+    the 48 KB default, so the launch raises the limit), one plane per block."""
+    check_dct_roundtrip((2, 3, *size), dtype, "cuda", gpu_backend)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["sliced", "cropped_channels_last", "expanded", "broadcast_channels"])
+def test_sliced_and_expanded_inputs(gpu_backend, layout, dtype):
+    """Views read in place with their own strides: a slice (every other channel, an inner
+    window), a window of a channels_last map (channel stride 1, rows not mergeable), and the
+    stride-0 expansions of the batch and of the channels (kernel_checks.make_input)."""
+    check_dct_roundtrip((2, 6, 7, 7), dtype, "cuda", gpu_backend, layout)
+    check_dct_roundtrip((2, 4, 14, 13), dtype, "cuda", gpu_backend, layout)
+    for grouped in (True, False):
+        check_pool((2, 12, 7, 7), 4, grouped, "ortho", dtype, "cuda", gpu_backend, layout)
+        check_pool((3, 8, 14, 13), 2, grouped, "mean", dtype, "cuda", gpu_backend, layout)
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_kernel_ops_keep_their_dtype_under_cuda_autocast(gpu_backend, dtype, autocast_dtype):
+    """The backend's kernels themselves (not only the public ops) run with autocast off: under
+    CUDA autocast each returns its input's dtype and the same bits as outside it (the kernels
+    are deterministic), so an fp32 matmul is never lowered (tests/test_autocast.py: the CPU twin)."""
+    kernels = backend.load(gpu_backend)
+    x = make_input((2, 6, 14, 13), dtype, "cuda", seed=34)
+    filters = pool_filters([(0, 0), (3, 4), (5, 1)], 14, 13, "ortho", torch.float32, "cuda")
+    rows, cols = dct_matrix(14, torch.float32, "cuda"), dct_matrix(13, torch.float32, "cuda")
+    grad_grouped = make_input((2, 6), dtype, "cuda", seed=35)
+    grad_ungrouped = make_input((2, 6, 3), dtype, "cuda", seed=36)
+    calls = {"transform2d": lambda: kernels.transform2d(x, rows, cols),
+             "pool_forward grouped": lambda: kernels.pool_forward(x, filters, True),
+             "pool_forward ungrouped": lambda: kernels.pool_forward(x, filters, False),
+             "pool_backward grouped": lambda: kernels.pool_backward(grad_grouped, filters, True),
+             "pool_backward ungrouped": lambda: kernels.pool_backward(grad_ungrouped, filters, False)}
+    for name, call in calls.items():
+        plain = call()
+        with torch.autocast("cuda", dtype=autocast_dtype):
+            inside = call()
+        assert plain.dtype == inside.dtype == dtype, (name, plain.dtype, inside.dtype)
+        torch.testing.assert_close(inside, plain, rtol=0, atol=0, msg=f"{name} changed under {autocast_dtype} autocast")
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_freq_pool_after_a_convolution_under_cuda_autocast(gpu_backend, autocast_dtype):
+    """In a network under CUDA autocast a convolution hands freq_pool its autocast dtype: the
+    pooled features keep that dtype (the same values as outside autocast: fp32 accumulation),
+    and the backward reaches the fp32 weights."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).cuda()
+    x = make_input((2, 3, 14, 14), torch.float32, "cuda", seed=37)
+    freqs = [(0, 0), (1, 2), (3, 1), (6, 6)]
+    with torch.autocast("cuda", dtype=autocast_dtype):
+        features = conv(x)
+        grouped = freqalign.freq_pool(features, freqs, grouped=True)
+        ungrouped = freqalign.freq_pool(features, freqs, grouped=False, norm="mean")
+    assert features.dtype == grouped.dtype == ungrouped.dtype == autocast_dtype
+    plain = features.detach()
+    torch.testing.assert_close(grouped, freqalign.freq_pool(plain, freqs, grouped=True), rtol=0, atol=0)
+    torch.testing.assert_close(ungrouped, freqalign.freq_pool(plain, freqs, grouped=False, norm="mean"),
+                               rtol=0, atol=0)
+    check_pool_forward(ungrouped, plain, freqs, False, "mean", gpu_backend, f"after a conv under {autocast_dtype}")
+    (grouped.float().square().sum() + ungrouped.float().square().sum()).backward()
+    assert conv.weight.grad.dtype == torch.float32 and torch.isfinite(conv.weight.grad).all()
+    assert conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (launches on a non-current device)")
+def test_ops_on_a_gpu_other_than_the_current_one(gpu_backend):
+    """Kernels launch on their tensors' device, not the current one (Triton launches are wrapped
+    in torch.cuda.device(x.device); the CUDA ops use a device guard)."""
+    with torch.cuda.device(0):
+        check_dct_roundtrip((2, 6, 7, 7), torch.float32, "cuda:1", gpu_backend)
+        for grouped in (True, False):
+            check_pool((2, 12, 14, 13), 4, grouped, "ortho", torch.bfloat16, "cuda:1", gpu_backend)
+        assert torch.cuda.current_device() == 0
