@@ -39,12 +39,14 @@ def dry_run(tmp_path_factory):
     return proc, out
 
 
+@pytest.mark.slow  # the dry run takes about 25 s: `make test` runs it, `make test-fast` not
 def test_dry_run_succeeds(dry_run):
     proc, _ = dry_run
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     assert "report: failed" not in proc.stdout, proc.stdout[-4000:]
 
 
+@pytest.mark.slow  # the dry run takes about 25 s: `make test` runs it, `make test-fast` not
 def test_out_follows_the_device_rule(dry_run):
     _, out = dry_run
     files = []
@@ -62,6 +64,7 @@ def test_out_follows_the_device_rule(dry_run):
     assert gpu_report.check_out(str(out)) == []
 
 
+@pytest.mark.slow  # the dry run takes about 25 s: `make test` runs it, `make test-fast` not
 def test_report_is_written_and_parses(dry_run):
     _, out = dry_run
     with open(out / "h200.json") as fh:
