@@ -245,10 +245,7 @@ def check_autocast(x, autocast_dtype, backend, names=("dct2d", "idct2d", "pool_g
     for name, out in outputs.items():
         what = f"{name} of {x.dtype} under {autocast_dtype} autocast on {backend}"
         assert out.dtype == x.dtype, what
-        if name.startswith("pool"):
-            check_pool_forward(out, x, AUTOCAST_FREQS, name == "pool_grouped", "ortho", backend, what)
-        else:
-            assert_dct(out, x, backend, name == "idct2d", what)
+        _check_autocast_op(name, out, x, backend, what, adjoint=False)
 
 
 def check_autocast_backward(x, autocast_dtype, backend, names=("dct2d", "idct2d", "pool_grouped", "pool_ungrouped")):
@@ -262,10 +259,17 @@ def check_autocast_backward(x, autocast_dtype, backend, names=("dct2d", "idct2d"
             (grad,) = torch.autograd.grad(out, leaf, g)
         what = f"{name} backward of {x.dtype} under {autocast_dtype} autocast on {backend}"
         assert grad.dtype == x.dtype, what
-        if name.startswith("pool"):
-            check_pool_backward(grad, g, AUTOCAST_FREQS, name == "pool_grouped", "ortho", backend, what)
-        else:
-            assert_dct(grad, g, backend, name == "dct2d", what)
+        _check_autocast_op(name, grad, g, backend, what, adjoint=True)
+
+
+def _check_autocast_op(name, out, given, backend, what, adjoint):
+    """``out`` of op ``name`` (``autocast_ops``) applied to ``given``, or of its adjoint (the
+    backward: the pool's adjoint, the inverse transform), within its bound."""
+    if name.startswith("pool"):
+        check = check_pool_backward if adjoint else check_pool_forward
+        check(out, given, AUTOCAST_FREQS, name == "pool_grouped", "ortho", backend, what)
+    else:
+        assert_dct(out, given, backend, name == ("dct2d" if adjoint else "idct2d"), what)
 
 
 def check_nan_propagates(dtype, device):

@@ -14,21 +14,16 @@ its NVIDIA compiler failing to import, a skipped interpreter test) is a failure.
 import importlib
 import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import freqalign
+from interpreter import IN_INTERPRETER, interpreted, run_interpreter_tests
 from kernel_checks import (check_autocast, check_autocast_backward, check_dct_roundtrip,
                            check_nan_propagates, check_pool, make_input)
 from numerics import TF32X3, relative_error
 
-IN_INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-interpreted = pytest.mark.skipif(not IN_INTERPRETER,
-                                 reason="runs in the TRITON_INTERPRET=1 subprocess of test_interpreter_run")
 pytestmark = pytest.mark.triton
 
 SIZES = [(1, 1), (3, 5), (7, 7), (8, 8), (13, 9), (14, 14), (33, 20), (1, 40)]
@@ -48,13 +43,7 @@ def require(module: str):
 def test_interpreter_run():
     """Every interpreter test passes; none may skip (they have no reason to but a broken setup)."""
     require("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-x", "-rs",
-                           "-p", "no:cacheprovider", "-k", "not test_interpreter_run and not sm90"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"interpreter run failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary and "skipped" not in summary, proc.stdout[-3000:]
+    run_interpreter_tests(__file__, "not test_interpreter_run and not sm90")
 
 
 H100_SHARED_MEMORY = 232448  # bytes one block may use on sm_90 (227 KB)

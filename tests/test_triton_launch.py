@@ -14,20 +14,15 @@ started by ``test_interpreter_run`` (the flag must be set before triton is impor
 """
 import importlib.util
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import freqalign
+from interpreter import IN_INTERPRETER, interpreted, run_interpreter_tests
 from kernel_checks import TF32_SPLIT, check_pool
 
-IN_INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-interpreted = pytest.mark.skipif(not IN_INTERPRETER,
-                                 reason="runs in the TRITON_INTERPRET=1 subprocess of test_interpreter_run")
 pytestmark = pytest.mark.triton
 CUDA_GRID_YZ, CUDA_GRID_X = 65535, 2 ** 31 - 1
 
@@ -142,13 +137,7 @@ def test_device_guard():
 def test_interpreter_run():
     """The interpreter tests below pass, none skipped (see tests/test_triton.py)."""
     _kernels()
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-x", "-rs",
-                           "-p", "no:cacheprovider", "-k", "in_interpreter"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"interpreter run failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary and "skipped" not in summary, proc.stdout[-3000:]
+    run_interpreter_tests(__file__, "in_interpreter")
 
 
 @pytest.fixture
