@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # benchmark this checkout even when freqalign is not installed
 
-import providers as P  # noqa: E402
+from lib import providers as P  # noqa: E402
 
 
 @functools.lru_cache(maxsize=1)  # tests run shape by shape, so one input is live at a time

@@ -3,7 +3,7 @@
 KonIQ-like 1024x768 JPEGs generated at their real sizes, against what a ResNet-50 training step
 consumes at the paper preset.
 
-    python benchmarks/loader_throughput.py --out benchmarks/results/loader_throughput.md
+    python benchmarks/loader_throughput.py --out benchmarks/results/kernels/loader_throughput.md
 
 Measured, in one run (medians over ``--rounds`` passes, one torch thread):
 - **per worker**: one image read as a DataLoader worker reads it (decode, ``data_size`` fit,
@@ -45,7 +45,7 @@ GPU_RATE_SOURCE = (
     "A100, batch 256); an H100/H200 is taken as 2x an A100, so about 1900 img/s in TF32, the "
     "precision the trainer runs in (fp32 weights, cuDNN TF32 convolutions, no autocast). The "
     "paper preset's batch of 32 per domain uses the GPU less well than batch 256, so this "
-    "over-states what a step consumes. `benchmarks/gpu_check.sh` measures the real rate.")
+    "over-states what a step consumes. `benchmarks/gpu/gpu_check.sh` measures the real rate.")
 
 
 def median_rate(fn, items, rounds: int) -> float:

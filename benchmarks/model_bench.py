@@ -16,7 +16,7 @@ medians over reps and ratios are medians of per-rep ratios, so a busy machine sl
 The attention's share is measured twice: by difference (FcaNet step - ResNet-50 step, over the
 FcaNet step), and directly, timing the 16 attention layers alone (forward + backward) on the
 inputs they see in the model. Writes a markdown report (default
-``benchmarks/results/model_bench.md``) with the command, machine and versions.
+``benchmarks/results/kernels/model_bench.md``) with the command, machine and versions.
 
     python benchmarks/model_bench.py                          # CPU: batch 16 at 224
     python benchmarks/model_bench.py --device cuda            # GPU: batch 128 at 224
@@ -62,7 +62,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "model_bench.md"),
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kernels" / "model_bench.md"),
                         help="markdown report path ('-' for stdout only)")
     args = parser.parse_args(argv)
     if args.batch is None:

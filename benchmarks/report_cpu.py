@@ -31,8 +31,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import freqalign  # noqa: E402
-import providers as P  # noqa: E402
-import report_text  # noqa: E402
+from lib import providers as P  # noqa: E402
+from lib import report_text  # noqa: E402
 
 WRONG_TOLERANCE = 1e-4  # max |out - ref| / max |ref| above which a provider's output is flagged
 
@@ -68,7 +68,7 @@ def _shape(text: str) -> tuple:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter samples (~1 min)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "kernels",
                         help="output folder for cpu.md, cpu.json, cpu.png")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per (op, shape), at most; default 21, quick 5")
     parser.add_argument("--sample-ms", type=float, help="target length of one timed sample; default 40, quick 10")

@@ -9,8 +9,8 @@ fails instead of winning. For the ratio report use ``report_cpu.py``.
 """
 import pytest
 
-import providers as P
-from report_text import shape_key
+from lib import providers as P
+from lib.report_text import shape_key
 
 TOLERANCE = 1e-4  # max |out - ref| / max |ref| for fp32 providers
 

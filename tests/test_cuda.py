@@ -2,7 +2,7 @@
 
 Skipped, with the reason, when no GPU is visible. A backend that is not available (extension
 built without CUDA, triton missing) is skipped with its reason too, unless
-``FREQALIGN_REQUIRE_GPU_BACKENDS=1`` (set by benchmarks/gpu_check.sh), which turns that into a
+``FREQALIGN_REQUIRE_GPU_BACKENDS=1`` (set by benchmarks/gpu/gpu_check.sh), which turns that into a
 failure. float64 gradcheck runs on every backend (triton routes float64 to the reference).
 """
 import os

@@ -1,4 +1,4 @@
-"""The GPU check's dry run on the CPU (``benchmarks/gpu_check.sh --dry-run``, issue #11).
+"""The GPU check's dry run on the CPU (``benchmarks/gpu/gpu_check.sh --dry-run``, issue #11).
 
 A GPU is lent rarely, for minutes, and what a run leaves in ``$OUT`` comes back only within
 the device machine's rule: at most 8 files, at most 2 folders down, names of letters, digits,
@@ -19,8 +19,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_check.sh")
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+SCRIPT = os.path.join(ROOT, "benchmarks", "gpu", "gpu_check.sh")
+sys.path.insert(0, os.path.join(ROOT, "benchmarks", "gpu"))
 import gpu_report  # noqa: E402
 
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")

@@ -2,7 +2,7 @@
 bytes-and-flops arithmetic of a missed target) and the PNG chart. Used by ``report_cpu.py``."""
 from __future__ import annotations
 
-import providers as P
+from . import providers as P
 
 MB = 1e6
 

@@ -1,4 +1,4 @@
-"""The learning ablation harness behind ``benchmarks/results/learning.md``.
+"""The learning ablation harness behind ``benchmarks/results/method/learning.md``.
 
 A stripped-down supervised trainer (no domain adaptation, no criteria) on the embedded data,
 so one recipe change at a time can be measured in about a minute: it trains a quality CNN on
@@ -6,8 +6,8 @@ the source training split (or, with ``--domain target``, on the target training 
 oracle) and prints held-out SRCC every ``--eval-every`` steps, then per distortion kind and
 per content group. The same splits as ``freqalign train`` (``data_seed`` 0).
 
-    python benchmarks/learning/ablation.py --stem patch --crop 64 --steps 3000
-    python benchmarks/learning/ablation.py --stem conv --crop 64 --steps 3000 --loss mse
+    python benchmarks/learning_ablation.py --stem patch --crop 64 --steps 3000
+    python benchmarks/learning_ablation.py --stem conv --crop 64 --steps 3000 --loss mse
 """
 import argparse
 import json

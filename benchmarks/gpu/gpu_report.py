@@ -1,4 +1,4 @@
-"""The report of ``benchmarks/gpu_check.sh``: ``h200.md`` and ``h200.json`` from its work folder.
+"""The report of ``benchmarks/gpu/gpu_check.sh``: ``h200.md`` and ``h200.json`` from its work folder.
 
 Reads what the sections left in ``--work`` (``sections.jsonl``: one record per finished
 section; ``logs/``: each section's log, the pytest JUnit files, the sanitizer driver's and the
@@ -215,7 +215,7 @@ def markdown(report: dict, bench_md: str) -> str:
     sections = report["sections"]
     lines = ["# freqalign GPU check" + (" -- DRY RUN on the CPU (plumbing only, numbers meaningless)"
                                        if report["dry_run"] else ""), "",
-             f"Generated {report['generated']} by `benchmarks/gpu_check.sh` (report: `benchmarks/gpu_report.py`); "
+             f"Generated {report['generated']} by `benchmarks/gpu/gpu_check.sh` (report: `benchmarks/gpu/gpu_report.py`); "
              f"time budget {report['budget_s']:.0f} s of wall time, {report['elapsed_s']} s used when this report "
              "was written. Full logs: `logs.tar.gz`; timeline and log tails: `gpu_check.log`.", "",
              "| section | status | seconds (limit) | result |", "|---|---|---|---|"]

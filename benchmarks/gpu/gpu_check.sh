@@ -5,8 +5,8 @@
 # steps of the paper configuration: images/s and freq_pool's share of the step), and the kernel
 # benchmark (bf16 and the key shapes first).
 #
-#   OUT=/some/dir bash benchmarks/gpu_check.sh            # on the GPU machine, from anywhere
-#   OUT=/tmp/x bash benchmarks/gpu_check.sh --dry-run     # CPU: the Python sides, tiny shapes
+#   OUT=/some/dir bash benchmarks/gpu/gpu_check.sh            # on the GPU machine, from anywhere
+#   OUT=/tmp/x bash benchmarks/gpu/gpu_check.sh --dry-run     # CPU: the Python sides, tiny shapes
 #
 # The dry run (tests/test_gpu_check.py, about 20 s) goes through the same sections on the CPU:
 # no build; the cuda backend's test command with --collect-only; the sanitizer driver without
@@ -41,7 +41,7 @@
 # three, and costs a torch import); each must have include/cuda_runtime.h (a wrapper nvcc
 # outside a toolkit does not count).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 REPO=$PWD
 DRY=0
 if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; fi
@@ -132,7 +132,7 @@ run_section() {  # NAME LIMIT CMD...: CMD under a SIGINT timeout, its output in 
 snapshot() {  # the report and the log archive on $OUT, as of now
   local dry_flag=()
   if (( DRY )); then dry_flag=(--dry-run); fi
-  "$PY" benchmarks/gpu_report.py --work "$WORK" --out "$OUT" --budget "$TOTAL" --elapsed "$(elapsed)" \
+  "$PY" benchmarks/gpu/gpu_report.py --work "$WORK" --out "$OUT" --budget "$TOTAL" --elapsed "$(elapsed)" \
     "${dry_flag[@]}" >> "$LOGS/report.log" 2>&1 || log "report: failed (see logs/report.log)"
   tar -czf "$OUT/.logs.tar.gz.tmp" -C "$WORK" logs sections.jsonl bench 2> /dev/null \
     && mv -f "$OUT/.logs.tar.gz.tmp" "$OUT/logs.tar.gz"
@@ -269,7 +269,7 @@ else
   skip tests_cuda "the build failed"
 fi
 if (( DRY )); then
-  run_section sanitize_memcheck 60 "$PY" benchmarks/gpu_sanitize.py --dry-run --out "$LOGS/sanitize_memcheck.json" &
+  run_section sanitize_memcheck 60 "$PY" benchmarks/gpu/gpu_sanitize.py --dry-run --out "$LOGS/sanitize_memcheck.json" &
   PIDS[sanitize]=$!
   skip sanitize_racecheck "dry run"
 elif (( ! BUILD_OK )); then
@@ -285,9 +285,9 @@ else
   (
     span=$(( (TESTS_DEADLINE - $(elapsed)) / 2 ))
     run_section sanitize_memcheck "$(min 100 "$span")" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${SAN[@]}" \
-      --tool memcheck "$PY" benchmarks/gpu_sanitize.py --backend cuda --out "$LOGS/sanitize_memcheck.json"
+      --tool memcheck "$PY" benchmarks/gpu/gpu_sanitize.py --backend cuda --out "$LOGS/sanitize_memcheck.json"
     run_section sanitize_racecheck "$(min 100 $((TESTS_DEADLINE - $(elapsed))))" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
-      "${SAN[@]}" --tool racecheck "$PY" benchmarks/gpu_sanitize.py --backend cuda --out "$LOGS/sanitize_racecheck.json"
+      "${SAN[@]}" --tool racecheck "$PY" benchmarks/gpu/gpu_sanitize.py --backend cuda --out "$LOGS/sanitize_racecheck.json"
   ) &
   PIDS[sanitize]=$!
 fi
@@ -319,9 +319,9 @@ else
 fi
 snapshot
 if (( DRY )); then
-  run_section bench 60 "$PY" benchmarks/gpu_bench.py --out "$WORK/bench" --dry-run --budget-s 20
+  run_section bench 60 "$PY" benchmarks/gpu/gpu_bench.py --out "$WORK/bench" --dry-run --budget-s 20
 else
   limit=$(( $(left) - 12 ))
-  run_section bench "$limit" "$PY" benchmarks/gpu_bench.py --out "$WORK/bench" --budget-s $(( limit > 30 ? limit - 15 : 10 ))
+  run_section bench "$limit" "$PY" benchmarks/gpu/gpu_bench.py --out "$WORK/bench" --budget-s $(( limit > 30 ? limit - 15 : 10 ))
 fi
 finalize

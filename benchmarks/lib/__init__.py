@@ -1,0 +1,1 @@
+"""Shared code of the benchmark scripts: the providers and the CPU report's rendering."""
