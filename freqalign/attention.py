@@ -4,7 +4,7 @@ FcaNet (Qin et al., ICCV 2021, arXiv 2012.11879) is a squeeze-and-excitation blo
 squeeze is grouped DCT pooling: the C channels are split into K contiguous groups and group k
 is pooled at the k-th frequency of a table chosen on a 7 x 7 grid. Its filter
 ``cos(pi * f * (t + 0.5) / N) / sqrt(N)``, times ``sqrt(2)`` for ``f != 0``, is the orthonormal
-DCT-II basis (DESIGN section 1), and its ``sum(x * filter)`` is ``freq_pool(..., norm="ortho")``.
+DCT-II basis (docs/design.md section 1), and its ``sum(x * filter)`` is ``freq_pool(..., norm="ortho")``.
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .nn import FreqPool
+from .basis import Freq
+from .pooling import FreqPool
 
-Freq = Tuple[int, int]
 
 # FcaNet's frequency orderings on its 7 x 7 grid (``get_freq_indices`` in the FcaNet code),
 # as "uv" pairs, u the row (height) frequency and v the column (width) frequency. "top": the

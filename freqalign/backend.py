@@ -1,4 +1,4 @@
-"""Backend registry and selection (DESIGN section 2).
+"""Backend registry and selection (docs/design.md section 2).
 
 A backend is a set of three kernels with one contract, whatever the implementation:
 
@@ -10,9 +10,9 @@ A backend is a set of three kernels with one contract, whatever the implementati
 - ``pool_backward(grad, filters, grouped)``: the adjoint, ``(B, C, H, W)`` contiguous in
   ``grad.dtype``.
 
-Each backend's kernels are differentiable (registered autograd, or ``autograd.Function`` for the
-``torch`` backend) with the same adjoint formulas, and none lets autocast change its dtype or
-precision (DESIGN section 2: fp32 in, fp32 out; fp16/bf16 in, the same out, fp32 accumulation).
+Each backend's kernels are registered ops with the same autograd (one set of adjoint formulas,
+``freqalign.ops.autograd``), and none lets autocast change its dtype or precision
+(docs/design.md section 2: fp32 in, fp32 out; fp16/bf16 in, the same out, fp32 accumulation).
 """
 from __future__ import annotations
 

@@ -4,16 +4,16 @@
 ``add_attention`` turns a torchvision ResNet into FcaNet-ResNet. Both change the model in place
 and return it. torchvision is imported on first use only.
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from .attention import MultiSpectralAttention, resolve_frequencies
+from .basis import Freq
 from .errors import UnsupportedModelError
-from .nn import AdaptiveFreqPool2d
+from .pooling import AdaptiveFreqPool2d
 
-Freq = Tuple[int, int]
 
 
 # -- replace_gap ----------------------------------------------------------------------------------

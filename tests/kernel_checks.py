@@ -20,7 +20,7 @@ from numerics import (TF32X3, UNIT_ROUNDOFF, accumulation, assert_within, bound,
                       dct_matrix64, oracle_error, relative_error)
 
 U32 = UNIT_ROUNDOFF[torch.float32]
-KRONECKER_MAX = 64  # freqalign.kernels.dct: the Triton Kronecker form for H * W <= 64
+KRONECKER_MAX = 64  # freqalign.kernels.transform2d: the Triton Kronecker form for H * W <= 64
 TRITON_MAX_SIDE = 64  # ... and the separable form for sides <= 64; larger planes go to torch
 
 
@@ -52,7 +52,7 @@ def dct_error(backend: str, dtype: torch.dtype, height: int, width: int) -> floa
     return relative_error(height + width, acc, [(2, U32), (3 if half else 2, dot[1])])
 
 
-# Triton's ungrouped fp16/bf16 pooling dots (kernels/freq_pool.py) split each fp32 filter into
+# Triton's ungrouped fp16/bf16 pooling dots (kernels/pool.py) split each fp32 filter into
 # hi (exact in TF32) + lo (|lo| < 2^-10 |f|) and run two TF32 dots: lo's own TF32 rounding
 # (< 2^-10 |lo|) is the only representation error, below 2^-20 |f| per product.
 TF32_SPLIT = 2.0 ** -20

@@ -76,13 +76,13 @@ def test_kernels_compile_for_sm90(dtype):
     runs Triton's real NVIDIA pipeline (TTIR -> PTX -> ptxas) without a GPU.
     """
     require("triton.backends.nvidia.compiler")
-    from freqalign.kernels import dct, freq_pool
+    from freqalign.kernels import pool, transform2d
 
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     acc = "*fp32"
     for size in [(7, 7), (14, 14), (32, 32), (56, 56)]:
-        kernel, constexprs = dct.launch_config(*size, 32 * 2048, torch_dtype)
-        if kernel is dct._kronecker_kernel:
+        kernel, constexprs = transform2d.launch_config(*size, 32 * 2048, torch_dtype)
+        if kernel is transform2d._kronecker_kernel:
             constexprs["MERGED"] = True
         constexprs["FLAT_PLANES"] = True
         _compile_sm90(kernel, dict(x_ptr=f"*{dtype}", left_ptr=acc, right_ptr=acc, y_ptr=f"*{dtype}"), constexprs)
@@ -90,13 +90,13 @@ def test_kernels_compile_for_sm90(dtype):
                                              ((8, 256, 56, 56), False, False, 49), ((8, 256, 56, 56), True, True, 4)]:
         b, c, h, w = shape
         strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
-        config = freq_pool.forward_config(shape, strides, grouped, k, torch_dtype, 1056)
+        config = pool.forward_config(shape, strides, grouped, k, torch_dtype, 1056)
         for key in ("k_blocks", "split", "span"):
             config.pop(key)
         out = "*fp32" if dtype == "fp32" else f"*{dtype}"
-        _compile_sm90(freq_pool._pool_forward_kernel, dict(x_ptr=f"*{dtype}", f_ptr=acc, out_ptr=out), config)
-        _compile_sm90(freq_pool._pool_backward_kernel, dict(g_ptr=f"*{dtype}", f_ptr=acc, out_ptr=f"*{dtype}"),
-                      freq_pool.backward_config(c, h * w, k, grouped, torch_dtype))
+        _compile_sm90(pool._pool_forward_kernel, dict(x_ptr=f"*{dtype}", f_ptr=acc, out_ptr=out), config)
+        _compile_sm90(pool._pool_backward_kernel, dict(g_ptr=f"*{dtype}", f_ptr=acc, out_ptr=f"*{dtype}"),
+                      pool.backward_config(c, h * w, k, grouped, torch_dtype))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@
   about 2048x2048. Checked on the grid functions themselves at huge sizes, and by running the
   folded backward (each program looping over several H*W blocks) under the interpreter with
   the fold limit lowered to 2.
-- The fp16/bf16 ungrouped dots split the fp32 filters into two TF32 parts (kernels/freq_pool.py);
+- The fp16/bf16 ungrouped dots split the fp32 filters into two TF32 parts (kernels/pool.py);
   the split's error model (``kernel_checks.TF32_SPLIT``) is checked on the real filters.
 - Launches are wrapped in ``torch.cuda.device(x.device)`` (``device_guard``); a no-op on CPU.
 
@@ -28,23 +28,23 @@ CUDA_GRID_YZ, CUDA_GRID_X = 65535, 2 ** 31 - 1
 
 
 def _kernels():
-    """``(freq_pool, _utils)`` of the Triton backend; skip without triton (it is optional)."""
+    """``(pool, _utils)`` of the Triton backend; skip without triton (it is optional)."""
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed")
     if os.environ.get("FREQALIGN_REQUIRE_EXT") != "1":
         pytest.importorskip("freqalign.kernels", reason="freqalign.kernels does not import")
-    from freqalign.kernels import _utils, freq_pool
+    from freqalign.kernels import _utils, pool
 
-    return freq_pool, _utils
+    return pool, _utils
 
 
 @pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("side", [7, 56, 2048, 2049, 8192, 46341])
 def test_backward_grid_fits_cuda_limits_at_any_map_size(side, grouped):
-    freq_pool, _ = _kernels()
+    pool, _ = _kernels()
     hw = side * side
-    config = freq_pool.backward_config(64, hw, 16, grouped, torch.bfloat16)
-    grid, c_blocks, hw_blocks = freq_pool.backward_grid(8, 64, hw, config)
+    config = pool.backward_config(64, hw, 16, grouped, torch.bfloat16)
+    grid, c_blocks, hw_blocks = pool.backward_grid(8, 64, hw, config)
     assert len(grid) == 2 and 1 <= grid[0] <= CUDA_GRID_X and 1 <= grid[1] <= CUDA_GRID_YZ
     assert grid[0] == 8 * c_blocks and c_blocks * config["BLOCK_C"] >= 64
     assert hw_blocks * config["BLOCK_HW"] >= hw > (hw_blocks - 1) * config["BLOCK_HW"]
@@ -56,9 +56,9 @@ def test_backward_grid_fits_cuda_limits_at_any_map_size(side, grouped):
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7])
 def test_backward_grid_fold_covers_every_block_once(limit):
-    freq_pool, _ = _kernels()
-    config = freq_pool.backward_config(13, 33 * 20, 5, False, torch.float32)
-    grid, _, hw_blocks = freq_pool.backward_grid(3, 13, 33 * 20, config, max_yz=limit)
+    pool, _ = _kernels()
+    config = pool.backward_config(13, 33 * 20, 5, False, torch.float32)
+    grid, _, hw_blocks = pool.backward_grid(3, 13, 33 * 20, config, max_yz=limit)
     assert grid[1] == min(hw_blocks, limit)
     visited = [blk for pid in range(grid[1]) for blk in range(pid, hw_blocks, grid[1])]
     assert sorted(visited) == list(range(hw_blocks))
@@ -68,25 +68,25 @@ def test_backward_grid_fold_covers_every_block_once(limit):
 @pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("shape", [(2, 4, 8192, 8192), (64, 262144, 7, 7), (1, 3, 46341, 46341)])
 def test_forward_grid_fits_cuda_limits(shape, grouped, channels_last):
-    freq_pool, _ = _kernels()
+    pool, _ = _kernels()
     b, c, h, w = shape
     strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
     k = 1 if grouped else 16
-    config = freq_pool.forward_config(shape, strides, grouped, k, torch.float32, 1056)
+    config = pool.forward_config(shape, strides, grouped, k, torch.float32, 1056)
     k_blocks, split = config.pop("k_blocks"), config.pop("split")
-    grid, c_blocks = freq_pool.forward_grid(b, c, config, k_blocks, split)
+    grid, c_blocks = pool.forward_grid(b, c, config, k_blocks, split)
     assert 1 <= grid[0] <= CUDA_GRID_X and 1 <= grid[1] <= CUDA_GRID_YZ
     assert grid == (b * c_blocks, split * k_blocks)
 
 
 def test_half_precision_ungrouped_dots_split_the_filters():
-    freq_pool, _ = _kernels()
+    pool, _ = _kernels()
     shape, strides = (2, 64, 7, 7), (64 * 49, 49, 7, 1)
     for dtype, grouped, split in [(torch.bfloat16, False, True), (torch.float16, False, True),
                                   (torch.float32, False, False), (torch.bfloat16, True, False)]:
-        assert freq_pool.forward_config(shape, strides, grouped, 4, dtype, 1056)["SPLIT_FILTERS"] is split
-        assert freq_pool.backward_config(64, 49, 4, grouped, dtype)["SPLIT_FILTERS"] is split
-    assert freq_pool.forward_config(shape, strides, False, 4, torch.bfloat16, 1056)["PRECISION"] == "tf32"
+        assert pool.forward_config(shape, strides, grouped, 4, dtype, 1056)["SPLIT_FILTERS"] is split
+        assert pool.backward_config(64, 49, 4, grouped, dtype)["SPLIT_FILTERS"] is split
+    assert pool.forward_config(shape, strides, False, 4, torch.bfloat16, 1056)["PRECISION"] == "tf32"
 
 
 def _tf32(a: np.ndarray, rounding: str) -> np.ndarray:

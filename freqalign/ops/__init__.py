@@ -1,26 +1,20 @@
-"""Public frequency ops and backend registration (DESIGN section 2)."""
+"""Public frequency ops and backend registration (docs/design.md section 2)."""
 import torch
 
 from ..backend import load, register_backend
-from . import compiled, torch_ref
+from . import compiled, torch_ref, triton_backend
 from .dct import dct2d, idct2d
 from .pool import freq_pool
-
-
-def _load_triton():
-    from ..kernels import load
-
-    return load()
-
 
 register_backend("torch", torch_ref.load)
 register_backend("cpu", compiled.load_cpu)
 register_backend("cuda", compiled.load_cuda)
-register_backend("triton", _load_triton)
+register_backend("triton", triton_backend.load)
 # Load now the backends `auto` can pick on this machine: loading registers fake kernels and
 # autograd, which torch.compile cannot trace, so a first call inside a compiled region
 # (torch.compile(FreqPool(), fullgraph=True)) must find them loaded. A backend that fails to
 # load is only marked unavailable.
+load("torch")
 load("cpu")
 if torch.cuda.is_available():
     load("cuda")

@@ -1,12 +1,13 @@
 """Fake (meta) kernels, autograd and the autocast rule for a backend's three registered kernel ops.
 
-The compiled extension (``freqalign::transform2d`` ...) and the Triton backend
-(``freqalign::triton_transform2d`` ...) share the same contract (see ``freqalign.backend``),
-so one function wires both. Each backward is another op of the same family, so higher-order
+Every backend's ops share one contract (see ``freqalign.backend``): the compiled extension's
+(``freqalign::transform2d`` ...), the Triton backend's (``freqalign::triton_transform2d`` ...)
+and the torch reference's (``freqalign::torch_transform2d`` ...), so one function wires all
+three and the adjoint formulas exist once. Each backward is another op of the same family, so higher-order
 gradients work too: transform2d's adjoint is transform2d with transposed matrices, and
 pool_forward and pool_backward are each other's adjoint.
 
-Autocast (DESIGN section 2): each op runs with autocast off, so a kernel's own internal torch
+Autocast (docs/design.md section 2): each op runs with autocast off, so a kernel's own internal torch
 calls (the CPU kernel's BLAS matmul, the reference fallbacks) are never lowered to fp16/bf16
 and every op returns the dtype its fake kernel promises: fp32 in, fp32 out; fp16/bf16 in, the
 same dtype out with fp32 accumulation.

@@ -3,7 +3,7 @@ from typing import Tuple
 
 import torch
 
-Freq = Tuple[int, int]
+from ..basis import Freq
 
 
 def check_float_tensor(x, name: str, min_dim: int, exact_dim: int = None) -> None:

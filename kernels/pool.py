@@ -40,8 +40,8 @@ in TF32) and ``lo = f - hi`` (exact in fp32, ``|lo| < 2**-10 |f|``), and two TF3
 accumulated, ``x @ hi + x @ lo``: only ``lo``'s own TF32 rounding is lost, so every product
 carries a relative error below 2**-20 (against 3 * 2**-20 for tf32x3, which spends a third dot
 on x's low part, zero here) and the sum is an fp32 accumulation of 2 * H*W (2 * K) terms.
-The bound is ``pool_error`` in tests/kernel_checks.py. float64 goes to the plain-PyTorch
-reference (cuBLAS).
+The bound is ``pool_error`` in tests/kernel_checks.py. float64 input is refused: the triton
+backend (``freqalign/ops/triton_backend.py``) runs it on the plain-PyTorch reference.
 """
 import torch
 import triton
@@ -227,22 +227,15 @@ def backward_grid(batch: int, channels: int, hw: int, config: dict, max_yz: int 
     return (batch * c_blocks, max(1, min(hw_blocks, limit))), c_blocks, hw_blocks
 
 
-def _reference_forward(x, filters, grouped):
-    from freqalign.ops.torch_ref import pool_forward
-
-    return pool_forward(x, filters, grouped)
-
-
-def _reference_backward(grad, filters, grouped):
-    from freqalign.ops.torch_ref import pool_backward
-
-    return pool_backward(grad, filters, grouped)
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype == torch.float64:
+        raise TypeError("the Triton pooling kernels take float16, bfloat16 or float32 input, got float64 "
+                        "(the triton backend runs float64 on the plain-PyTorch reference)")
 
 
 @triton_op("freqalign::triton_pool_forward", mutates_args=())
 def pool_forward(x: torch.Tensor, filters: torch.Tensor, grouped: bool) -> torch.Tensor:
-    if x.dtype == torch.float64:
-        return _reference_forward(x, filters, grouped)
+    _check_dtype(x.dtype)
     batch, channels, height, width = x.shape
     k = filters.shape[0]
     shape = (batch, channels) if grouped else (batch, channels, k)
@@ -265,8 +258,7 @@ def pool_forward(x: torch.Tensor, filters: torch.Tensor, grouped: bool) -> torch
 
 @triton_op("freqalign::triton_pool_backward", mutates_args=())
 def pool_backward(grad: torch.Tensor, filters: torch.Tensor, grouped: bool) -> torch.Tensor:
-    if grad.dtype == torch.float64:
-        return _reference_backward(grad, filters, grouped)
+    _check_dtype(grad.dtype)
     k, height, width = filters.shape
     batch, channels = grad.shape[0], grad.shape[1]
     hw = height * width

@@ -1,7 +1,7 @@
 """``freqalign::triton_transform2d``: ``y[p] = left @ x[p] @ right.T`` for every (H, W) plane.
 
 This one kernel op serves ``dct2d`` (``left = C_H``, ``right = C_W``) and ``idct2d`` (their
-transposes); its backward is itself with transposed matrices (``freqalign.ops.autograd``).
+transposes); its backward is itself with transposed matrices (registered in ``freqalign.ops.autograd``).
 
 Two fused forms, both one read of x and one write of y (the matrices stay in registers for the
 whole persistent program):
@@ -26,8 +26,8 @@ Triton launches on the current device, which need not be x's.
 Precision: float32 inputs use ``tf32x3`` (about fp32 accuracy) under torch's default
 ``float32_matmul_precision="highest"`` and plain ``tf32`` under ``high``/``medium``, like
 cuBLAS; float16/bfloat16 inputs multiply in their own dtype (the matrices are rounded to it)
-with float32 accumulation. float64 inputs, and planes beyond 64 on a side, are computed by
-the plain-PyTorch matmul (cuBLAS), documented as the fallback of this backend.
+with float32 accumulation. Planes beyond 64 on a side (and float64 input, which the triton
+backend sends to the torch reference anyway) are computed by the plain-PyTorch matmul (cuBLAS).
 """
 import torch
 import triton
