@@ -51,7 +51,7 @@ TARGETS = (
     ("dct2d_fwd", ((32, 2048, 7, 7), (32, 2048, 14, 14)), "speedup:fa_torch", 4.0,
      ">= 4x faster than the plain-PyTorch reference", "issue #2"),
     ("pool_fwd_grouped", None, "speedup:compile_mul_sum", 1.0,
-     "faster than torch.compile(mul+sum)", "DESIGN section 8"),
+     "faster than torch.compile(mul+sum)", "docs/design.md section 8"),
 )
 
 

@@ -1,5 +1,5 @@
 """Frequency math shared by every backend: the orthonormal DCT-II basis, the canonical
-frequency grid, its zigzag order and windows over it (DESIGN section 1).
+frequency grid, its zigzag order and windows over it (docs/design.md section 1).
 
 Bases are built in float64 with torch ops (so ``torch.compile`` can trace them) and cast
 once; eager calls are cached per (size, dtype, device).

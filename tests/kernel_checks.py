@@ -209,7 +209,7 @@ def check_pool(shape, k, grouped, norm, dtype, device, backend, layout="contiguo
     check_pool_backward(grad, g, freqs, grouped, norm, backend, f"{what} backward")
 
 
-# -- autocast (DESIGN section 2) ---------------------------------------------------------------
+# -- autocast (docs/design.md section 2) ----------------------------------------------------------
 
 AUTOCAST_FREQS = [(0, 0), (1, 3), (5, 2)]  # K = 3: inputs have 6 channels (grouped: 2 per frequency)
 

@@ -100,7 +100,7 @@ def mean_difference_bound(n: int) -> float:
 # -- magnitudes: sum |a_i b_i| of the exact computations ---------------------------------------
 
 def dct_matrix64(n: int) -> np.ndarray:
-    """The orthonormal DCT-II matrix from its cosine formula (DESIGN section 1), in float64."""
+    """The orthonormal DCT-II matrix from its cosine formula (docs/design.md section 1), in float64."""
     u, t = np.arange(n)[:, None], np.arange(n)[None, :]
     scale = np.where(u == 0, np.sqrt(1.0 / n), np.sqrt(2.0 / n))
     return scale * np.cos(np.pi * (2 * t + 1) * u / (2 * n))

@@ -1,4 +1,4 @@
-"""The autocast policy (DESIGN section 2) on the CPU backends, eager and compiled.
+"""The autocast policy (docs/design.md section 2) on the CPU backends, eager and compiled.
 
 Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` every op (dct2d, idct2d, freq_pool grouped
 and ungrouped) returns the dtype its fake kernel promises, which is the input's own: fp32 is

@@ -172,10 +172,12 @@ def build(op: str, provider: str, case: Case):
             return lambda: grad[:, :, None, None] * case.channel_filters
         b, c, h, w = case.shape
         return lambda: (x.reshape(b * c, h * w) @ case.basis).reshape(b, c, h, w)
-    status = freqalign.backends()[provider]
-    kernels = backend.load(provider)
-    if kernels is None or x.device.type not in kernels.devices:
-        raise RuntimeError(f"backend {provider}: {status}")
+    if provider == "torch":  # the plain formulations themselves, without the registered op's dispatch
+        kernels = torch_ref
+    else:
+        kernels = backend.load(provider)
+        if kernels is None or x.device.type not in kernels.devices:
+            raise RuntimeError(f"backend {provider}: {freqalign.backends()[provider]}")
     if op == "pool_fwd":
         return lambda: kernels.pool_forward(x, filters, True)
     if op == "pool_bwd":
