@@ -2,11 +2,12 @@
 
 The model is the trainer's (``build_model`` of preset ``paper``: ResNet-50 features, 224x224
 crops, GAP regressor, the FreqPool discriminator at window position 0 with 16 frequencies), with
-random weights, fed synthetic images; each step is the trainer's domain-adaptation step
-(``freqalign.train.loop``: 32 source + 32 target crops, L1 quality loss on the source half,
-BCE domain loss through the reversed gradient, AdamW with the preset's learning-rate groups),
-with the trainer's settings (``deterministic``: ``torch.use_deterministic_algorithms(warn_only)``,
-fp32 weights, no autocast). Per backend (``auto``'s pick, triton, then cuda and torch):
+random weights, fed synthetic images; each step is the trainer's own domain-adaptation step
+(``freqalign.train.step``: ``make_learner``, ``losses`` and ``update`` on 32 source + 32 target
+crops: L1 quality loss on the source half, BCE domain loss through the reversed gradient, AdamW
+with the preset's learning-rate groups), with the trainer's process settings
+(``freqalign.train.distributed.start``: ``deterministic`` ->
+``torch.use_deterministic_algorithms(warn_only)``, seeds; fp32 weights, no autocast). Per backend (``auto``'s pick, triton, then cuda and torch):
 ``--warmup`` steps, then ``--steps`` timed steps (synchronised wall clock) -> training images/s,
 then ``--profile-steps`` under ``torch.profiler``: the GPU time of freq_pool (its forward ops and
 everything the autograd engine runs for its backward, matched by name, outermost only) over
@@ -21,18 +22,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.autograd import DeviceType
 
 import freqalign
-from freqalign.method.model import build_model, check_grid
+from freqalign.train import distributed
 from freqalign.train.config import make_config, parse_overrides
+from freqalign.train.step import losses, make_learner, update
 
 POOL_NAME = re.compile(r"pool_?(forward|backward)|_Pool(Forward|Backward)", re.IGNORECASE)
 # the fused kernels themselves (triton, cuda), as a cross-check of the op-based attribution
@@ -65,44 +65,30 @@ def make_setup(args):
     if args.dry_run:
         overrides = {"image_size": 96, "grid": 3, "window_size": 4, "batch_size": 1, **overrides}
     cfg = make_config("paper", overrides=overrides, device=device.type)
-    if cfg.deterministic:  # as freqalign.train.loop.train does
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
-    torch.manual_seed(cfg.seed)
+    _, _, device = distributed.start(cfg)  # as the trainer sets up its process
     return cfg, device
 
 
 class Step:
-    """The trainer's domain-adaptation step on a fixed synthetic batch."""
+    """The trainer's domain-adaptation step on a fixed synthetic batch (source then target)."""
 
     def __init__(self, cfg, device):
         self.cfg, self.device = cfg, device
-        self.model = build_model(cfg).to(device)
-        self.feature_hw = check_grid(self.model, cfg)
-        self.model.set_window(0, cfg.window_size)
-        self.opt = torch.optim.AdamW([
-            {"params": self.model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
-            {"params": self.model.regressor.parameters(), "lr": cfg.lr},
-            {"params": self.model.discriminator.parameters(), "lr": cfg.lr * cfg.disc_lr_scale}],
-            weight_decay=cfg.weight_decay)
+        self.learner = make_learner(cfg, device)
+        self.feature_hw = self.learner.feature_hw
+        self.learner.model.set_window(0, cfg.window_size)
         gen = torch.Generator().manual_seed(cfg.seed)
         b, s = cfg.batch_size, cfg.image_size
-        self.x = torch.rand(2 * b, 3, s, s, generator=gen).to(device)  # source then target crops
+        self.x = torch.rand(2 * b, 3, s, s, generator=gen).to(device)
         self.y = torch.rand(b, generator=gen).to(device)
-        self.domain = torch.cat([torch.ones(b), torch.zeros(b)]).to(device)
-        self.model.train()
+        self.learner.model.train()
 
     def __call__(self, autocast_dtype=None):
-        b = self.cfg.batch_size
         ctx = torch.autocast(self.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-        with ctx:
-            pred, logit, _ = self.model(self.x, 0.5)
-            quality = F.l1_loss(pred[:b].float(), self.y)
-            dom = F.binary_cross_entropy_with_logits(logit.float(), self.domain)
-            loss = quality + self.cfg.domain_weight * dom
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        with ctx:  # the forward pass and losses; the update outside autocast
+            loss = losses(self.learner.net, self.x, self.y, self.cfg.batch_size, True, self.cfg,
+                          0.5).total
+        update(self.learner.opt, loss)
         return loss
 
 

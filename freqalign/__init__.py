@@ -13,14 +13,14 @@ from .ops import dct2d, freq_pool, idct2d
 __version__ = "0.1.0"
 
 
-def load_scorer(checkpoint: str, device=None, crops: int = 0, image_size: int = 0):
-    """A scorer for a trained checkpoint: call it with a (B, 3, h, w) tensor in [0, 1], a PIL
-    image or image paths; it scores them as ``freqalign eval`` and ``freqalign score`` do (the
-    mean over each image's ``eval_crops`` crops), on the checkpoint's device unless ``device``
-    says otherwise. See ``freqalign.train.evaluate.Scorer``."""
-    from .train.evaluate import load_scorer as load  # the trainer loads on first use only
+def __getattr__(name: str):
+    """``load_scorer`` (``freqalign.scoring``) loads the model code on first use, so that
+    ``import freqalign`` stays cheap."""
+    if name == "load_scorer":
+        from .scoring import load_scorer
 
-    return load(checkpoint, device=device, crops=crops, image_size=image_size)
+        return load_scorer
+    raise AttributeError(f"module 'freqalign' has no attribute {name!r}")
 
 
 __all__ = ["dct2d", "idct2d", "freq_pool", "FreqPool", "AdaptiveFreqPool2d", "MultiSpectralAttention",

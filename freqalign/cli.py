@@ -79,6 +79,7 @@ def _print_results(results: dict, out: str) -> None:
 
 def cmd_train(args) -> int:
     from .train import distributed
+    from .train.checkpoint import RunFiles
     from .train.config import apply, config_from_dict, load_yaml
     from .train.loop import train
 
@@ -86,7 +87,7 @@ def cmd_train(args) -> int:
         saved = os.path.join(args.resume, "config.yaml")
         if not os.path.isfile(saved):
             raise MissingFileError(f"--resume {args.resume}: no config.yaml there (not a run folder)")
-        if not os.path.isfile(os.path.join(args.resume, "checkpoints", "last.pt")):
+        if not os.path.isfile(RunFiles(args.resume).last):
             raise MissingFileError(f"--resume {args.resume}: no checkpoints/last.pt to resume from")
         cfg = config_from_dict(load_yaml(saved))
         if args.device:
@@ -134,7 +135,7 @@ def cmd_eval(args) -> int:
 
 def cmd_score(args) -> int:
     from .data.scoring import format_table, save_scores
-    from .train.evaluate import load_scorer
+    from .scoring import load_scorer
 
     scorer = load_scorer(args.checkpoint, device=args.device, crops=args.crops,
                          image_size=args.image_size)

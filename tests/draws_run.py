@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-import freqalign.train.loop as loop
+import freqalign.train.step as training_step
 from freqalign.cli import main
 from killed_run import kill_after
 
@@ -24,7 +24,7 @@ def digest(state: torch.Tensor) -> str:
 
 def record_draws(folder: str) -> None:
     """Patch the trainer's ``crop_batch`` to record the random states it starts from."""
-    crop = loop.crop_batch
+    crop = training_step.crop_batch
     path = os.path.join(folder, f"rank{os.environ.get('RANK', '0')}.jsonl")
     os.makedirs(folder, exist_ok=True)
 
@@ -34,7 +34,7 @@ def record_draws(folder: str) -> None:
                                  "dropout": digest(torch.get_rng_state())}) + "\n")
         return crop(images, size, generator, *args, **kwargs)
 
-    loop.crop_batch = recorded
+    training_step.crop_batch = recorded
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from freqalign.method.model import FreqAlignNet, SmallCNN, dann_lambda, grad_rev
 from freqalign.method.search import (SearchState, all_frequencies, jitter, probe_scores,
                                      window_features)
 from freqalign.train.config import make_config
+from freqalign.train.plan import Plan
 
 
 # -- gradient reversal ---------------------------------------------------------------------
@@ -65,10 +66,10 @@ def test_set_window_none_is_gap_and_position_follows_zigzag():
 
 # -- window movement and jitter --------------------------------------------------------------
 def test_search_positions_from_config():
-    cfg = make_config("demo", overrides={"window_size": 4, "search_step": 4})
-    assert cfg.positions() == list(range(0, 46, 4))
-    cfg = make_config("demo", overrides={"search_start": 3, "search_end": 10, "search_step": 3})
-    assert cfg.positions() == [3, 6, 9]
+    cfg = make_config("demo", overrides={"window_size": 4, "search_stride": 4})
+    assert Plan(cfg).positions == list(range(0, 46, 4))
+    cfg = make_config("demo", overrides={"search_start": 3, "search_end": 10, "search_stride": 3})
+    assert Plan(cfg).positions == [3, 6, 9]
 
 
 def test_jitter_stays_in_range_and_covers_all_offsets():

@@ -13,12 +13,12 @@ from PIL import Image
 
 import freqalign
 from freqalign import cli
+from freqalign.data.domains import load_data
 from freqalign.errors import CheckpointError
+from freqalign.scoring import crop_grid, crop_means, grid_crops
 from freqalign.train import checkpoint
-from freqalign.train.batches import crop_batch, crop_grid, grid_crops
+from freqalign.train.batches import crop_batch
 from freqalign.train.config import make_config
-from freqalign.train.evaluate import crop_means
-from freqalign.train.loop import load_data
 from freqalign.method.model import ResNet50Features, build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,7 +228,7 @@ def test_paper_configuration_end_to_end_at_real_sizes(tmp_path, capsys):
     target = make_koniq(str(tmp_path / "koniq"), sets=(6, 3, 4))
     run = tmp_path / "run"
     small = ["backbone_weights=", "batch_size=1", "eval_batch_size=8", "warmup_steps=1",
-             "dann_warmup_steps=1", "search_step=33", "search_steps=1", "finetune_steps=1",
+             "dann_warmup_steps=1", "search_stride=33", "steps_per_position=1", "finetune_steps=1",
              "eval_every=100", "checkpoint_every=100", "log_every=1",
              "criterion_max_samples=2", "domain_fit_steps=5", "workers=1", "eval_crops=2",
              "progress=false"]

@@ -8,7 +8,8 @@ import yaml
 
 from freqalign.train.config import (METHODS, PRESETS, ConfigError, make_config,
                                     parse_overrides)
-from freqalign.train.loop import lineage_step, lr_factor, stage_at, stages_done, train
+from freqalign.train.loop import train
+from freqalign.train.plan import Plan
 
 from tiny_run import make_tiny_data, tiny_overrides
 
@@ -28,7 +29,7 @@ def tiny_config(tiny, **extra):
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_validate(preset):
     cfg = make_config(preset)
-    assert cfg.preset == preset and cfg.total_steps() > 0
+    assert cfg.preset == preset and Plan(cfg).total > 0
 
 
 @pytest.mark.parametrize("preset", ["smoke", "demo"])
@@ -42,15 +43,15 @@ def test_every_method_gets_the_same_budget(mode):
     """The final model of every method has the same number of steps in its history: the
     baselines' whole run; freqalign's warm-ups, one position's budget (branch) or the whole walk
     (move), and fine-tuning."""
-    cfgs = {m: make_config("demo", method=m, search_mode=mode) for m in METHODS}
+    plans = {m: Plan(make_config("demo", method=m, search_mode=mode)) for m in METHODS}
     for m in ("dann", "source-only", "target-oracle"):
-        assert cfgs[m].total_steps() == cfgs[m].warmup_steps + cfgs[m].adapt_steps()
-    budgets = {m: c.warmup_steps + c.adapt_steps() for m, c in cfgs.items()}
-    assert len(set(budgets.values())) == 1
-    fa = cfgs["freqalign"]
-    walk = len(fa.positions()) * fa.search_steps if mode != "probe" else 0
-    assert fa.total_steps() == fa.warmup_steps + fa.dann_warmup_steps + walk + fa.finetune_steps
-    assert fa.stages()[:2] == cfgs["dann"].stages()[:2]  # shared warm-ups: what compare forks from
+        assert plans[m].total == plans[m].budget
+    assert len({p.budget for p in plans.values()}) == 1
+    fa = plans["freqalign"]
+    c = fa.cfg
+    walk = len(fa.positions) * c.steps_per_position if mode != "probe" else 0
+    assert fa.total == c.warmup_steps + c.dann_warmup_steps + walk + c.finetune_steps
+    assert fa.stages[:2] == plans["dann"].stages[:2]  # shared warm-ups: what compare forks from
 
 
 def test_unknown_and_badly_typed_keys_are_config_errors(tmp_path):
@@ -79,34 +80,33 @@ def test_precedence_preset_file_override_flag(tmp_path):
 
 def test_lr_schedule_and_stage_lookup():
     cfg = make_config("demo", overrides={"warmup_steps": 1000, "lr_warmup": 0.1})
-    w, low = cfg.warmup_steps, cfg.adapt_lr_scale
+    plan, w, low = Plan(cfg), cfg.warmup_steps, cfg.adapt_lr_scale
     ramp = int(cfg.lr_warmup * w)
-    assert lr_factor(cfg, 0) == pytest.approx(1 / ramp)  # linear ramp ...
-    assert lr_factor(cfg, ramp - 1) == pytest.approx(1.0)  # ... to the peak
+    assert plan.lr_factor(0) == pytest.approx(1 / ramp)  # linear ramp ...
+    assert plan.lr_factor(ramp - 1) == pytest.approx(1.0)  # ... to the peak
     mid = ramp + (w - ramp) // 2
-    assert lr_factor(cfg, mid) == pytest.approx(low + (1 - low) / 2, rel=1e-2)  # cosine half-way
-    start = w + cfg.adapt_steps() - cfg.finetune_steps
-    assert lr_factor(cfg, w) == lr_factor(cfg, start - 1) == low  # constant while adapting
-    assert lr_factor(cfg, start) == pytest.approx(low)
-    assert lr_factor(cfg, w + cfg.adapt_steps() - 1) < 1e-3 * low  # cosine to 0 in fine-tuning
-    stages = cfg.stages()
-    assert stage_at(stages, 0) == (stages[0], 0) and stages[0].name == "warmup"
-    assert stage_at(stages, w)[0].name == "dann-warmup"
-    assert stages_done(stages, w) == [("warmup", w)]
-    assert stage_at(stages, cfg.total_steps() - cfg.finetune_steps)[0].name == "finetune"
+    assert plan.lr_factor(mid) == pytest.approx(low + (1 - low) / 2, rel=1e-2)  # cosine half-way
+    start = w + plan.adapt_steps - cfg.finetune_steps
+    assert plan.lr_factor(w) == plan.lr_factor(start - 1) == low  # constant while adapting
+    assert plan.lr_factor(start) == pytest.approx(low)
+    assert plan.lr_factor(w + plan.adapt_steps - 1) < 1e-3 * low  # cosine to 0 in fine-tuning
+    stages = plan.stages
+    assert plan.stage_at(0) == (stages[0], 0) and stages[0].name == "warmup"
+    assert plan.stage_at(w)[0].name == "dann-warmup"
+    assert plan.stages_done(w) == [("warmup", w)]
+    assert plan.stage_ending_at(w) == "warmup" and plan.stage_ending_at(w + 1) is None
+    assert plan.stage_at(plan.total - cfg.finetune_steps)[0].name == "finetune"
 
 
 def test_branch_positions_share_the_lineage_schedule():
     """In branch mode each position's k-th step sees the lr and lambda of the origin + k."""
     cfg = make_config("smoke")
-    stages = cfg.stages()
-    search = [s for s in stages if s.name == "search"][0]
-    origin = cfg.warmup_steps + cfg.dann_warmup_steps
+    plan = Plan(cfg)
+    search = [s for s in plan.stages if s.name == "search"][0]
+    origin, per = cfg.warmup_steps + cfg.dann_warmup_steps, cfg.steps_per_position
     for t_in in range(search.steps):
-        assert lineage_step(cfg, search, t_in, origin + t_in) == origin + t_in % cfg.search_steps
-    finetune = stages[-1]
-    assert lineage_step(cfg, finetune, 0, cfg.total_steps() - cfg.finetune_steps) == \
-        origin + cfg.search_steps
+        assert plan.lineage_step(origin + t_in) == origin + t_in % per
+    assert plan.lineage_step(plan.total - cfg.finetune_steps) == origin + per
 
 
 # -- end to end ---------------------------------------------------------------------------
@@ -120,10 +120,11 @@ def test_tiny_freqalign_run_writes_every_output(tiny, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["method"] == "freqalign"
     sel = saved["selected_window"]
-    assert sel["position"] in cfg.positions() and sel["size"] == 4 and len(sel["freqs"]) == 4
+    positions = Plan(cfg).positions
+    assert sel["position"] in positions and sel["size"] == 4 and len(sel["freqs"]) == 4
     for split in ("target", "source_val"):
         assert set(saved[split]) >= {"srcc", "plcc", "krcc", "rmse"}
-    assert [e["position"] for e in saved["search"]] == cfg.positions()
+    assert [e["position"] for e in saved["search"]] == positions
     assert all({"score", "oracle_target_srcc", "criterion"} <= set(e) for e in saved["search"])
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == cfg.to_dict()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -148,11 +149,12 @@ def test_probe_mode_compare_forks_dann_after_the_shared_warmup(tiny, tmp_path):
 
 
 def test_probe_mode_scores_every_position_without_moving(tiny, tmp_path):
-    cfg = tiny_config(tiny, search_mode="probe", search_step=5)
+    cfg = tiny_config(tiny, search_mode="probe", search_stride=5)
+    plan = Plan(cfg)
     results = train(cfg, str(tmp_path))
-    assert [e["position"] for e in results["search"]] == cfg.positions()
-    assert results["criterion"] == "probe" and results["steps"] == cfg.total_steps()
-    assert "search" not in [s.name for s in cfg.stages()]
+    assert [e["position"] for e in results["search"]] == plan.positions
+    assert results["criterion"] == "probe" and results["steps"] == plan.total
+    assert "search" not in [s.name for s in plan.stages]
 
 
 def test_compare_writes_tables_and_reuses_finished_runs(tiny, tmp_path):
@@ -190,7 +192,8 @@ def test_paired_interval_matches_scipy_ttest():
 
 @pytest.mark.slow
 def test_compare_reports_paired_intervals_and_rejects_results_of_another_config(tiny, tmp_path):
-    from freqalign.train.compare import compare, finished
+    from freqalign.train.compare import compare
+    from freqalign.train.evaluate import finished
 
     cfg = tiny_config(tiny, progress=False)
     compare(cfg, str(tmp_path), seeds=2)
@@ -222,7 +225,7 @@ def test_study_branches_every_window_from_one_warmup(tiny, tmp_path):
     # the same number of lineage steps, so the window runs differ only by their window
     run = json.loads((tmp_path / "seed0" / "windows" / "results.json").read_text())
     assert run["search_mode"] == "branch" and run["budget"] == \
-        cfg.warmup_steps + cfg.dann_warmup_steps + cfg.search_steps
+        cfg.warmup_steps + cfg.dann_warmup_steps + cfg.steps_per_position
 
 
 def test_branch_position_equals_a_run_of_that_position_alone(tiny, tmp_path):

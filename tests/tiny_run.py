@@ -12,7 +12,7 @@ from scipy import stats
 # 3 window positions x 2 steps; 15 optimizer steps in all
 TINY = ["image_size=32", "cnn_width=16", "cnn_downsample=2", "batch_size=8", "eval_batch_size=64",
         "disc_hidden=16", "regressor_hidden=8", "warmup_steps=4", "dann_warmup_steps=2",
-        "window_size=4", "search_step=20", "search_steps=2", "finetune_steps=3", "eval_every=3",
+        "window_size=4", "search_stride=20", "steps_per_position=2", "finetune_steps=3", "eval_every=3",
         "checkpoint_every=2", "log_every=2", "criterion_max_samples=32", "domain_fit_steps=5",
         "progress=false", "threads=1"]
 

@@ -1,5 +1,7 @@
-"""Content-disjoint splits: every group (reference photo / content id) lands in one split."""
-from typing import Dict, Sequence
+"""Content-disjoint splits: every group (reference photo / content id) lands in one split;
+a dataset's official split when it ships one; fixed subsets."""
+import warnings
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from torch.utils.data import Subset
@@ -54,3 +56,42 @@ def split_by_group(dataset, fractions: Dict[str, float], seed: int) -> Dict[str,
                             name=f"{getattr(dataset, 'name', 'subset')}/{name}")
             for j, name in enumerate(names)}
 
+
+def fixed_subset(n: int, cap: int, seed: int) -> List[int]:
+    """A fixed subset of at most ``cap`` of the indices ``0..n-1``, sorted."""
+    if n <= cap:
+        return list(range(n))
+    return np.sort(np.random.default_rng(seed).permutation(n)[:cap]).tolist()
+
+
+def split_domain(dataset, fractions: Dict[str, float], seed: int, cap: int = 0,
+                 official: bool = True) -> Tuple[Dict[str, IQASubset], dict]:
+    """``({part: subset}, how)`` for the parts named in ``fractions``, after capping the dataset
+    at ``cap`` images (0: all; a ``fixed_subset``): the dataset's own ``official_split`` when
+    ``official`` is on and it has every part, content-disjoint; else ``split_by_group`` with
+    ``fractions``. ``how`` says which, for results.json."""
+    keep = fixed_subset(len(dataset), cap or len(dataset), seed)
+    how = {"kind": "group", "seed": seed, "fractions": fractions}
+    shipped = getattr(dataset, "official_split", None)
+    if shipped is not None and official:
+        parts = {k: np.intersect1d(shipped.get(k, []), keep).astype(np.int64) for k in fractions}
+        problem = _official_problem(dataset, parts)
+        if not problem:
+            return ({k: IQASubset(dataset, rows.tolist(), name=f"{dataset.name}/{k}")
+                     for k, rows in parts.items()}, {"kind": "official", "parts": list(parts)})
+        how["official_split_unused"] = problem
+        warnings.warn(f"{dataset.name}: official split not used ({problem}); splitting by "
+                      f"content instead", RuntimeWarning, stacklevel=2)
+    capped = dataset if len(keep) == len(dataset) else IQASubset(dataset, keep, name=dataset.name)
+    return split_by_group(capped, fractions, seed), how
+
+
+def _official_problem(dataset, parts: dict) -> str:
+    """Why the official split ``parts`` (part -> rows) cannot be used; "" when it can."""
+    missing = [k for k, rows in parts.items() if not len(rows)]
+    if missing:
+        return f"it has no {' or '.join(missing)} part"
+    groups = [set(np.asarray(dataset.groups)[rows].tolist()) for rows in parts.values()]
+    if sum(map(len, groups)) > len(set().union(*groups)):
+        return "its parts share content (groups)"
+    return ""

@@ -21,9 +21,20 @@ from ..metrics import srcc
 # The criteria that read no target labels: only these may select a window or a checkpoint.
 LABEL_FREE = ("dev", "source", "confusion")
 
+# The domain labels of every domain classifier in the package: the trainer's discriminator
+# (its logit is the log-odds of SOURCE) and the criteria's and the probe's logistic
+# classifiers (they are asked for P(TARGET | x), the numerator of the density ratio).
+SOURCE, TARGET = 1, 0
+
+
+def domain_labels(n_source: int, n_target: int) -> np.ndarray:
+    """``SOURCE`` for ``n_source`` rows, then ``TARGET`` for ``n_target`` (float64)."""
+    return np.r_[np.full(n_source, float(SOURCE)), np.full(n_target, float(TARGET))]
+
 
 def fit_domain_classifier(x: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-2):
-    """L2-regularised logistic regression fit with L-BFGS in float64; returns ``predict_proba``.
+    """L2-regularised logistic regression fit with L-BFGS in float64; returns ``predict_proba``,
+    the probability of the class that ``y`` marks true (1).
 
     Features are standardised on ``x``; classes are balanced by weighting, so the
     classifier's odds are the class-conditional density ratio.
@@ -95,8 +106,8 @@ def score_all(ev: Dict[str, np.ndarray], fit_steps: int = 100) -> Dict[str, floa
     ``tgt_val_pred``, ``tgt_val_true``. Returns ``{criterion: score}`` plus diagnostics.
     """
     x = np.concatenate([ev["src_train_feat"], ev["tgt_train_feat"]])
-    y = np.concatenate([np.zeros(len(ev["src_train_feat"])), np.ones(len(ev["tgt_train_feat"]))])
-    proba = fit_domain_classifier(x, y, fit_steps)
+    domains = domain_labels(len(ev["src_train_feat"]), len(ev["tgt_train_feat"]))
+    proba = fit_domain_classifier(x, domains == TARGET, fit_steps)
     p_src, p_tgt = proba(ev["src_val_feat"]), proba(ev["tgt_val_feat"])
     acc = balanced_accuracy(p_src, p_tgt)
     weights = density_ratio(p_src)
@@ -111,5 +122,6 @@ def score_all(ev: Dict[str, np.ndarray], fit_steps: int = 100) -> Dict[str, floa
     }
 
 
-__all__ = ["LABEL_FREE", "fit_domain_classifier", "balanced_accuracy", "confusion_score",
+__all__ = ["LABEL_FREE", "SOURCE", "TARGET", "domain_labels", "fit_domain_classifier",
+           "balanced_accuracy", "confusion_score",
            "density_ratio", "dev_risk", "score_all"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .ridge import ridge_fit
+
 LUMA = np.array([0.299, 0.587, 0.114])
 RIDGE = 1.0  # ridge penalty on standardised features (fixed: no target labels choose it)
 
@@ -70,16 +72,11 @@ class FeatureRidge:
 
     def fit(self, stats: np.ndarray, scores: np.ndarray) -> "FeatureRidge":
         x, self.mu, self.sd = feature_matrix(stats)
-        self.x_mu, self.x_sd = x.mean(0), x.std(0) + 1e-9
-        z = (x - self.x_mu) / self.x_sd
-        self.offset = float(np.mean(scores))
-        self.w = np.linalg.solve(z.T @ z + RIDGE * np.eye(z.shape[1]),
-                                 z.T @ (np.asarray(scores, np.float64) - self.offset))
+        self._predict = ridge_fit(x, np.asarray(scores, np.float64), RIDGE, eps=1e-9)
         return self
 
     def predict(self, stats: np.ndarray) -> np.ndarray:
-        x, _, _ = feature_matrix(stats, self.mu, self.sd)
-        return ((x - self.x_mu) / self.x_sd) @ self.w + self.offset
+        return self._predict(feature_matrix(stats, self.mu, self.sd)[0])
 
 
 __all__ = ["image_statistics", "feature_matrix", "dataset_statistics", "FeatureRidge"]

@@ -2,8 +2,9 @@
 
 ``branch`` and ``move`` modes: the trainer adapts at each window position (from the same
 warm-up state, or continuing from the previous position) and records one entry per position
-here; the trainer, not this state, keeps the best position's model on disk. ``probe`` mode scores every position at once on frozen features from one
-ungrouped ``freq_pool`` pass over all S*S grid frequencies.
+here; the trainer, not this state, keeps the best position's model on disk. ``probe`` mode
+scores every position at once on frozen features from one ungrouped ``freq_pool`` pass over
+all S*S grid frequencies.
 """
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ import torch
 from ..basis import grid_to_index, window, zigzag
 from ..metrics import srcc
 from ..ops import freq_pool
-from .criteria import balanced_accuracy, confusion_score, fit_domain_classifier
+from .criteria import (TARGET, balanced_accuracy, confusion_score, domain_labels,
+                       fit_domain_classifier)
+from .ridge import ridge_fit
+
+PROBE_RIDGE = 1e-2  # the quality probe's ridge penalty per training row
 
 
 class SearchState:
@@ -79,14 +84,6 @@ def window_features(coeffs: np.ndarray, position: int, size: int) -> np.ndarray:
     return coeffs[:, np.arange(c), which]
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2):
-    """Ridge regression (penalty ``l2 * N``) on standardised features; returns ``predict``."""
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = (x - mu) / sd
-    w = np.linalg.solve(z.T @ z + l2 * len(z) * np.eye(z.shape[1]), z.T @ (y - y.mean()))
-    return lambda q: ((q - mu) / sd) @ w + y.mean()
-
-
 def probe_scores(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], positions: List[int],
                  size: int, fit_steps: int = 100) -> List[Dict[str, float]]:
     """Score every window position on frozen all-frequency coefficients (our choice of score).
@@ -101,11 +98,12 @@ def probe_scores(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], p
     out = []
     for p in positions:
         feat = {k: window_features(v, p, size) for k, v in coeffs.items()}
-        quality = ridge_fit(feat["src_train"], labels["src_train"])
+        n = len(feat["src_train"])
+        quality = ridge_fit(feat["src_train"], labels["src_train"], PROBE_RIDGE * n)
         q = srcc(quality(feat["src_val"]), labels["src_val"])
         x = np.concatenate([feat["src_train"], feat["tgt_train"]])
-        y = np.r_[np.zeros(len(feat["src_train"])), np.ones(len(feat["tgt_train"]))]
-        proba = fit_domain_classifier(x, y, fit_steps)
+        domains = domain_labels(n, len(feat["tgt_train"]))
+        proba = fit_domain_classifier(x, domains == TARGET, fit_steps)
         acc = balanced_accuracy(proba(feat["src_val"]), proba(feat["tgt_val"]))
         out.append({"probe": q + confusion_score(acc), "probe_source_srcc": q,
                     "domain_accuracy": acc,
@@ -113,5 +111,4 @@ def probe_scores(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], p
     return out
 
 
-__all__ = ["SearchState", "jitter", "all_frequencies", "window_features", "ridge_fit",
-           "probe_scores"]
+__all__ = ["SearchState", "jitter", "all_frequencies", "window_features", "probe_scores"]

@@ -1,5 +1,5 @@
-"""How the trainer reads images: datasets opened whole, resumable and shardable batch
-streams, random training crops and the evaluation crop grid.
+"""How the trainer reads images: resumable and shardable batch streams, random training crops
+and evaluation batches (the evaluation crop grid is ``freqalign.scoring``'s).
 
 A stream's whole state is the number of batches it has handed out, so a resumed run replays
 exactly the same batches: epoch ``e`` is a permutation seeded by ``(seed, e)``, dealt out
@@ -7,28 +7,12 @@ round-robin to the processes of a distributed run (each process gets its own ima
 """
 from __future__ import annotations
 
-import math
-from typing import Iterator, List, Tuple
+from typing import Iterator, List
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..errors import ConfigError
-
-
-def open_images(spec: str, cfg):
-    """Dataset ``spec`` as training and evaluation read it: whole images, since the trainer
-    crops them itself (never the dataset's centre crop), with the longer side shrunk to
-    ``cfg.data_size`` when set and the shorter enlarged to ``cfg.image_size`` when below it.
-    The embedded dataset is generated at ``data_size`` (0: its default)."""
-    from ..data.files import ImageFileDataset
-    from ..data.registry import open_dataset
-
-    dataset = open_dataset(spec, image_size=cfg.data_size or None, cache_dir=cfg.cache_dir or None,
-                           seed=cfg.data_seed)
-    if isinstance(dataset, ImageFileDataset):
-        dataset.whole_images(max_side=cfg.data_size or None, min_side=cfg.image_size)
-    return dataset
+from ..scoring import check_fits
 
 
 class _ResumableBatchSampler(Sampler):
@@ -80,12 +64,6 @@ class BatchStream:
         return next(self._iter)
 
 
-def _check_fits(h: int, w: int, size: int) -> None:
-    if h < size or w < size:
-        raise ConfigError(f"image_size={size} is larger than a dataset image ({h}x{w}); "
-                          f"use a smaller image_size")
-
-
 def crop_batch(images: list, size: int, generator: torch.Generator, hflip: bool = False,
                rot90: bool = False):
     """Stack random ``size`` x ``size`` crops of ``images`` (each at its own size), with random
@@ -94,7 +72,7 @@ def crop_batch(images: list, size: int, generator: torch.Generator, hflip: bool 
     out = []
     for img in images:
         h, w = img.shape[-2:]
-        _check_fits(h, w, size)
+        check_fits(h, w, size)
         top = int(torch.randint(0, h - size + 1, (), generator=generator))
         left = int(torch.randint(0, w - size + 1, (), generator=generator))
         img = img[..., top:top + size, left:left + size]
@@ -104,39 +82,6 @@ def crop_batch(images: list, size: int, generator: torch.Generator, hflip: bool 
             img = torch.rot90(img, int(torch.randint(0, 4, (), generator=generator)), (-2, -1))
         out.append(img)
     return torch.stack(out)
-
-
-def grid_shape(n: int, free_h: int, free_w: int) -> Tuple[int, int]:
-    """``(rows, cols)`` with ``rows * cols == n`` whose ratio cols / rows is closest to the ratio
-    of the positions a crop can take across and down, ``(free_w + 1) / (free_h + 1)`` (so a
-    side with no room to move gets one row or column)."""
-    shapes = [(r, n // r) for r in range(1, n + 1) if n % r == 0]
-    aspect = (free_w + 1) / (free_h + 1)
-    return min(shapes, key=lambda rc: abs(math.log(rc[1] / rc[0] / aspect)))
-
-
-def crop_grid(h: int, w: int, size: int, n: int) -> List[Tuple[int, int]]:
-    """Top-left corners of the ``n`` evaluation crops of an ``h`` x ``w`` image: a
-    ``grid_shape`` grid spanning the image from edge to edge (``n = 1``: the centre crop).
-    Crops that coincide are kept once, so an image of ``size`` has one."""
-    _check_fits(h, w, size)
-    rows, cols = grid_shape(n, h - size, w - size)
-
-    def spread(free: int, k: int) -> List[int]:
-        return [free // 2] if k == 1 else sorted({free * i // (k - 1) for i in range(k)})
-
-    return [(top, left) for top in spread(h - size, rows) for left in spread(w - size, cols)]
-
-
-def grid_crops(images: list, size: int, n: int):
-    """``(crops (M, 3, size, size), owner (M,))``: every image's ``crop_grid`` crops, stacked,
-    and the index of the image each crop came from."""
-    crops, owner = [], []
-    for i, img in enumerate(images):
-        for top, left in crop_grid(*img.shape[-2:], size, n):
-            crops.append(img[..., top:top + size, left:left + size])
-            owner.append(i)
-    return torch.stack(crops), torch.tensor(owner, dtype=torch.long)
 
 
 def eval_batches(dataset, batch_size: int, indices: List[int]):

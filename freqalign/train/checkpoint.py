@@ -1,5 +1,5 @@
 """Atomic checkpoints with everything a bit-exact resume needs (model, optimiser, step, search
-state, batch-stream positions, every RNG of every process).
+state, batch-stream positions, every RNG of every process), and where a run folder keeps them.
 
 A checkpoint holds only tensors, numbers, strings, lists, tuples and dicts, so it loads with
 ``weights_only=True`` (``freqalign.storage``): a file that holds anything else is refused.
@@ -8,12 +8,51 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import storage
 from ..errors import CheckpointError, ConfigError, MissingFileError
+
+
+def run_file(run_dir: str, name: str) -> str:
+    """Checkpoint file ``name`` of the run in folder ``run_dir``."""
+    return os.path.join(run_dir, "checkpoints", name)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The checkpoints of the run in ``out`` as process ``rank`` sees them: ``last`` (resume),
+    ``best`` (by a label-free criterion), and the search's own per-process snapshots (every
+    rank keeps its own RNG streams): ``search_origin`` (where branch positions start) and
+    ``search_best`` (the best position's state, where fine-tuning starts)."""
+    out: str
+    rank: int = 0
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.last)
+
+    @property
+    def last(self) -> str:
+        return run_file(self.out, "last.pt")
+
+    @property
+    def best(self) -> str:
+        return run_file(self.out, "best.pt")
+
+    @property
+    def search_origin(self) -> str:
+        return self._own("search-origin")
+
+    @property
+    def search_best(self) -> str:
+        return self._own("search-best")
+
+    def _own(self, name: str) -> str:
+        return run_file(self.out, f"{name}.pt" if self.rank == 0 else f"{name}.rank{self.rank}.pt")
 
 
 def _numpy_state() -> dict:

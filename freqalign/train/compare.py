@@ -24,13 +24,15 @@ import os
 
 import numpy as np
 
+from ..data.domains import load_data
 from ..errors import ConfigError
-from .config import Config, apply, config_from_dict
-from .loop import load_data, plan, train
+from .config import Config, apply
+from .evaluate import finished
+from .loop import train
 from .paired import CONFIDENCE, gap_closed, paired_difference
+from .plan import Plan
 
 ORDER = ("source-only", "dann", "freqalign", "target-oracle")
-FORK = {"source-only": "after-warmup.pt", "dann": "after-dann-warmup.pt"}
 PAIRS = (("freqalign", "dann"), ("freqalign", "source-only"), ("dann", "source-only"))
 
 
@@ -46,9 +48,7 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
                                  train(base, fa_dir, keep_stage_checkpoints=True))
         for method in ("source-only", "dann", "target-oracle"):
             c = apply(Config(**base.to_dict()), {"method": method}, "compare")
-            fork = os.path.join(fa_dir, "checkpoints", FORK[method]) if method in FORK else ""
-            if base.warmup_steps == 0 or (method == "dann" and base.dann_warmup_steps == 0):
-                fork = ""  # nothing to share
+            fork = Plan(c).fork_from(Plan(base), fa_dir)  # "": no stage to share
             run_dir = os.path.join(out, f"seed{seed}", method)
             runs[method].append(finished(c, run_dir) or train(c, run_dir, fork_from=fork))
     summary = summarize(runs)
@@ -61,22 +61,6 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
     with open(os.path.join(out, "compare.md"), "w") as fh:
         fh.write(table)
     return table
-
-
-def finished(cfg: Config, run_dir: str):
-    """The results of a finished run of exactly ``cfg`` in ``run_dir`` (so an interrupted or
-    extended compare reuses its runs), else None. The config and stage plan are the ones stored
-    in the results themselves (a crashed rerun with another config rewrites config.yaml, not
-    results.json); a field added to the config since the run counts at its default, which by
-    convention is the behaviour from before the field existed."""
-    try:
-        with open(os.path.join(run_dir, "results.json")) as fh:
-            results = json.load(fh)
-        saved = config_from_dict(results["config"]).to_dict()
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, ConfigError):
-        return None
-    same = saved == cfg.to_dict() and results.get("stages") == plan(cfg)
-    return results if same else None
 
 
 def _target_srcc(results: list) -> list:

@@ -6,30 +6,22 @@ comments say which ones are ours.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, Dict, List
 
 import yaml
 
 from ..errors import ConfigError
 from ..method.criteria import LABEL_FREE
+from .plan import Method, SearchMode
 
-METHODS = ("freqalign", "dann", "source-only", "target-oracle")
+METHODS = tuple(m.value for m in Method)
 CRITERIA = ("dev", "source", "confusion", "oracle")
-SEARCH_MODES = ("branch", "move", "probe")
+SEARCH_MODES = tuple(m.value for m in SearchMode)
 LOSSES = ("l1", "mse")
-
-
-class Stage(NamedTuple):
-    """One stage of a run's plan: ``steps`` optimizer steps that train on ``batches``
-    (``source`` | ``target`` | ``both``: source labels + unlabelled target for the domain loss)
-    with the discriminator pooling at ``window`` (``none``: no discriminator | ``gap`` |
-    ``search``: the positions of the frequency movement | ``selected``: the selected one,
-    jittered)."""
-    name: str
-    steps: int
-    batches: str
-    window: str
+# renamed keys (old -> new): the old ones still load, with a deprecation warning
+RENAMED = {"search_step": "search_stride", "search_steps": "steps_per_position"}
 
 
 @dataclass
@@ -98,10 +90,10 @@ class Config:
     dann_warmup_steps: int = 100     # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
     search_mode: str = "branch"      # branch: every position adapts from the same warm-up state |
     #                                  move: the paper's sequential walk | probe: frozen features
-    search_step: int = 5             # s: window stride along the zigzag order
+    search_stride: int = 5           # s: positions between visited windows along the zigzag order
     search_start: int = 0            # first window position
     search_end: int = -1             # last window position (-1 = grid*grid - window_size)
-    search_steps: int = 60           # ours: adaptation steps per window position
+    steps_per_position: int = 60     # ours: adaptation steps at each visited window position
     criterion: str = "dev"           # ours: label-free selection: dev | source | confusion (| oracle)
     finetune_from: str = "selected"  # ours: start fine-tuning from the selected position's model or "last"
     finetune_steps: int = 200        # stage 3: perturbation fine-tuning
@@ -129,19 +121,20 @@ class Config:
             bad("search_mode", f"must be one of {', '.join(SEARCH_MODES)}")
         if self.loss not in LOSSES:
             bad("loss", f"must be one of {', '.join(LOSSES)}")
-        if self.method == "freqalign" and self.search_mode != "probe" and self.search_steps < 1:
-            bad("search_steps", f"must be at least 1 with search_mode={self.search_mode} (each "
-                "position adapts that many steps); search_mode=probe needs none")
+        if self.method == Method.FREQALIGN and self.search_mode != SearchMode.PROBE and \
+                self.steps_per_position < 1:
+            bad("steps_per_position", f"must be at least 1 with search_mode={self.search_mode} "
+                "(each position adapts that many steps); search_mode=probe needs none")
         if not 0 <= self.lr_warmup <= 1:
             bad("lr_warmup", "must be a share of warmup_steps in [0, 1]")
         if self.finetune_from not in ("selected", "last"):
             bad("finetune_from", "must be 'selected' or 'last'")
         for name in ("image_size", "batch_size", "eval_batch_size", "eval_crops", "grid",
-                     "window_size", "search_step", "cnn_width", "regressor_hidden", "disc_hidden",
+                     "window_size", "search_stride", "cnn_width", "regressor_hidden", "disc_hidden",
                      "checkpoint_every", "log_every", "eval_every", "criterion_max_samples"):
             if getattr(self, name) < 1:
                 bad(name, "must be at least 1")
-        for name in ("warmup_steps", "dann_warmup_steps", "search_steps", "finetune_steps",
+        for name in ("warmup_steps", "dann_warmup_steps", "steps_per_position", "finetune_steps",
                      "jitter", "workers", "max_per_domain", "threads", "domain_fit_steps", "data_size"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
@@ -158,46 +151,6 @@ class Config:
                               "and target_test_fraction positive with a sum below 1")
         return self
 
-    # -- the step plan ----------------------------------------------------------------------
-    def positions(self) -> List[int]:
-        """Window positions the frequency movement visits, low to high."""
-        end = self.grid ** 2 - self.window_size if self.search_end == -1 else self.search_end
-        return list(range(self.search_start, end + 1, self.search_step))
-
-    def search_walk(self) -> int:
-        """Optimizer steps of the search stage: every position adapts ``search_steps``."""
-        return len(self.positions()) * self.search_steps if self.search_mode != "probe" else 0
-
-    def lineage_search(self) -> int:
-        """Search steps in the history of the model that continues to fine-tuning: all of the
-        walk in move mode, one position's budget in branch mode (each starts afresh)."""
-        return self.search_steps if self.search_mode == "branch" else self.search_walk()
-
-    def adapt_steps(self) -> int:
-        """Steps after warm-up in the final model's history; every method gets this many."""
-        return self.dann_warmup_steps + self.lineage_search() + self.finetune_steps
-
-    def stages(self) -> List[Stage]:
-        """The plan for this method, empty stages left out; a shared prefix can be forked
-        (compare, study)."""
-        w, b, t = self.warmup_steps, self.dann_warmup_steps, self.adapt_steps()
-        if self.method == "target-oracle":  # the ceiling: target labels for the whole budget
-            return [Stage("oracle", w + t, "target", "none")]
-        plan = [Stage("warmup", w, "source", "none")]
-        if self.method == "source-only":
-            plan.append(Stage("source", t, "source", "none"))
-        elif self.method == "dann":
-            plan += [Stage("dann-warmup", b, "both", "gap"), Stage("dann", t - b, "both", "gap")]
-        else:
-            plan += [Stage("dann-warmup", b, "both", "gap"),
-                     Stage("search", self.search_walk(), "both", "search"),
-                     Stage("finetune", self.finetune_steps, "both", "selected")]
-        return [stage for stage in plan if stage.steps > 0]
-
-    def total_steps(self) -> int:
-        """Optimizer steps the run takes (branch mode: more than ``warmup + adapt_steps``)."""
-        return sum(stage.steps for stage in self.stages())
-
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -206,14 +159,14 @@ class Config:
 PRESETS: Dict[str, Dict[str, Any]] = {
     "smoke": dict(preset="smoke", image_size=32, cnn_width=32, cnn_downsample=2, max_per_domain=240,
                   batch_size=16, eval_batch_size=128, disc_hidden=64, regressor_hidden=32,
-                  warmup_steps=20, dann_warmup_steps=6, search_step=9, search_steps=4,
+                  warmup_steps=20, dann_warmup_steps=6, search_stride=9, steps_per_position=4,
                   finetune_steps=10, eval_every=10, checkpoint_every=5, log_every=10,
                   criterion_max_samples=128, domain_fit_steps=30, eval_crops=1),
     "demo": dict(preset="demo", disc_hidden=256),  # the defaults, a smaller discriminator
     "paper": dict(preset="paper", backbone="resnet50", image_size=224, cnn_width=2048,
                   window_size=16, disc_hidden=1024, batch_size=32, lr=1e-4,
                   backbone_lr_scale=0.1, warmup_steps=3000, dann_warmup_steps=1000,
-                  search_step=2, search_steps=200, finetune_steps=3000, eval_every=500,
+                  search_stride=2, steps_per_position=200, finetune_steps=3000, eval_every=500,
                   checkpoint_every=200, log_every=100, workers=4, domain_fit_steps=200,
                   criterion_max_samples=2048, adapt_lr_scale=0.5, rot90=False),
 }
@@ -240,9 +193,14 @@ def _coerce(name: str, value, default):
 
 
 def apply(cfg: Config, values: Dict[str, Any], where: str) -> Config:
-    """Set fields from a mapping; an unknown key is a ConfigError naming ``where`` it came from."""
+    """Set fields from a mapping; an unknown key is a ConfigError naming ``where`` it came from,
+    a renamed one (``RENAMED``) sets its new name with a one-line deprecation warning."""
     known = {f.name: f for f in fields(Config)}
     for key, value in values.items():
+        if key in RENAMED:
+            warnings.warn(f"{where}: config key {key!r} is deprecated, use {RENAMED[key]!r}",
+                          FutureWarning, stacklevel=2)
+            key = RENAMED[key]
         if key not in known:
             close = [k for k in known if k.startswith(str(key)[:4])]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""

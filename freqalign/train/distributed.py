@@ -1,8 +1,11 @@
-"""DDP helpers: set up from torchrun's environment, gather results, only rank 0 writes."""
+"""DDP helpers: set up a training process from torchrun's environment (device, seeds,
+determinism), wrap the model, gather results; only rank 0 writes."""
 from __future__ import annotations
 
 import os
+import random
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,6 +34,40 @@ def setup(device: str):
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev
+
+
+def start(cfg):
+    """Set up this training process: ``setup``, CPU threads, deterministic algorithms and the
+    process's global seeds (``process_seed``); returns ``(rank, world, device)``."""
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    rank, world, device = setup(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    seed = process_seed(cfg.seed, rank)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
+    return rank, world, device
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s random streams (data order within its shard, dropout,
+    crops): rank 0 keeps ``seed`` (a one-process run is unchanged), every other rank gets its
+    own stream."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def wrap(model, device: torch.device, world: int):
+    """``model`` under DistributedDataParallel when there are several processes, else itself."""
+    if world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True)
 
 
 def is_main() -> bool:

@@ -1,54 +1,36 @@
-"""Evaluation in one place: predictions over a split (sharded over processes), the
-label-free criteria and the probe during training, and ``freqalign eval`` / ``freqalign
-score`` / ``freqalign.load_scorer`` on a saved checkpoint.
+"""Evaluation in one place: predictions over a split (sharded over processes), the label-free
+criteria and the probe during training, the best checkpoint, the final metrics and
+``results.json``, finished runs read back (compare, study), and ``freqalign eval``.
 
-Every prediction is made by ``crop_means``: an image's score (and features) is the mean over
-its ``eval_crops`` grid of ``image_size`` crops (``batches.crop_grid``), so a score does not
-depend on which pixels happen to be central.
+Every prediction is a crop mean (``freqalign.scoring.crop_means``): an image's score and
+features are the mean over its ``eval_crops`` grid of ``image_size`` crops.
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
-from torch import nn
 
+from ..basis import window
+from ..data.domains import open_images
+from ..data.splits import fixed_subset
+from ..errors import ConfigError
 from ..metrics import evaluate, srcc
 from ..method.criteria import score_all
-from ..method.model import build_model, check_grid
 from ..method.search import SearchState, all_frequencies, probe_scores
+from ..scoring import crop_means, load_model
 from . import checkpoint, distributed
-from .batches import eval_batches, grid_crops, open_images
+from .batches import eval_batches
 from .config import config_from_dict
+from .plan import Method, Plan, SearchMode
+from .report import write_report
+from .runlog import read_records
 
 SPLITS = ("src_train", "tgt_train", "src_val", "tgt_val", "tgt_test")
-
-
-@torch.no_grad()
-def crop_means(model, images: list, size: int, crops: int, batch_size: int, device,
-               grid: int = 0) -> dict:
-    """Per image (a list of (3, h, w) tensors of any sizes), the mean over its ``crop_grid``
-    crops of the score (``pred``), the GAP features (``feat``) and, with ``grid``, the
-    all-frequency coefficients (``coeffs``); forward passes of at most ``batch_size`` crops."""
-    stack, owner = grid_crops(images, size, crops)
-    parts = {"pred": [], "feat": [], "coeffs": []}
-    for chunk in stack.split(batch_size):
-        f = model.features(chunk.to(device))
-        score, gap = model.quality(f)
-        parts["pred"].append(score.float().cpu())
-        parts["feat"].append(gap.float().cpu())
-        if grid:
-            parts["coeffs"].append(all_frequencies(f, grid).float().cpu())
-    counts = torch.bincount(owner, minlength=len(images)).float()
-    out = {}
-    for key, values in parts.items():
-        if values:
-            x = torch.cat(values)
-            sums = torch.zeros((len(images),) + x.shape[1:]).index_add_(0, owner, x)
-            out[key] = sums / counts.view((-1,) + (1,) * (x.dim() - 1))
-    return out
+REPORTED = ("srcc", "plcc", "krcc", "rmse", "plcc_logistic")  # the metrics in results.json
 
 
 @torch.no_grad()
@@ -61,9 +43,10 @@ def predict(model, dataset, indices, cfg, device, coeffs: bool = False) -> dict:
     was = model.training
     model.eval()
     parts = {"pred": [], "true": [], "feat": [], "coeffs": [], "order": []}
+    frequencies = (lambda f: all_frequencies(f, cfg.grid)) if coeffs else None
     for images, scores, chunk in eval_batches(dataset, cfg.eval_batch_size, indices[rank::world]):
         means = crop_means(model, images, cfg.image_size, cfg.eval_crops, cfg.eval_batch_size,
-                           device, cfg.grid if coeffs else 0)
+                           device, frequencies)
         for key, value in means.items():
             parts[key].append(value)
         parts["true"].append(scores)
@@ -80,38 +63,118 @@ def predict(model, dataset, indices, cfg, device, coeffs: bool = False) -> dict:
     return out
 
 
-def evaluate_criteria(model, data, samples, cfg, device) -> tuple:
-    """All criteria on the held-out splits, and the target-test SRCC (analysis only)."""
-    r = {k: predict(model, data[k], samples[k], cfg, device) for k in samples}
-    ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
-          "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
-          "src_val_true": r["src_val"]["true"], "tgt_val_feat": r["tgt_val"]["feat"],
-          "tgt_val_pred": r["tgt_val"]["pred"], "tgt_val_true": r["tgt_val"]["true"]}
-    scores = score_all(ev, cfg.domain_fit_steps)
-    return scores, srcc(r["tgt_test"]["pred"], r["tgt_test"]["true"])
+class Evaluator:
+    """A run's evaluations on its splits ``data``: the criteria on fixed samples of every split
+    (at most ``criterion_max_samples`` each), the probe, the best checkpoint and the final
+    metrics."""
+
+    def __init__(self, data: dict, cfg, device):
+        self.data, self.cfg, self.device = data, cfg, device
+        self.samples = {k: fixed_subset(len(data[k]), cfg.criterion_max_samples, cfg.data_seed + i)
+                        for i, k in enumerate(SPLITS)}
+
+    def _predict(self, model, coeffs: bool = False) -> dict:
+        return {k: predict(model, self.data[k], rows, self.cfg, self.device, coeffs)
+                for k, rows in self.samples.items()}
+
+    def criteria(self, model) -> tuple:
+        """All criteria on the held-out splits, and the target-test SRCC (analysis only)."""
+        distributed.broadcast_buffers(model)
+        r = self._predict(model)
+        ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
+              "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
+              "src_val_true": r["src_val"]["true"], "tgt_val_feat": r["tgt_val"]["feat"],
+              "tgt_val_pred": r["tgt_val"]["pred"], "tgt_val_true": r["tgt_val"]["true"]}
+        scores = score_all(ev, self.cfg.domain_fit_steps)
+        return scores, srcc(r["tgt_test"]["pred"], r["tgt_test"]["true"])
+
+    def evaluate(self, model, state, stage: str, log, best_path: str) -> tuple:
+        """The criteria, logged as an ``eval`` record; ``best_path`` gets the model when
+        ``best_criterion`` is the best so far (``state.best_score``)."""
+        scores, target_srcc = self.criteria(model)
+        log.record(state.step, "eval", {"stage": stage, **scores, "oracle_target_srcc": target_srcc})
+        best = self.cfg.best_criterion
+        if scores[best] > state.best_score:
+            state.best_score = scores[best]
+            if distributed.is_main():
+                checkpoint.save({"model": model.state_dict(), "config": self.cfg.to_dict(),
+                                 "window": state.window, "step": state.step, "criterion": best,
+                                 "score": state.best_score}, best_path)
+        return scores, target_srcc
+
+    def probe(self, model, search: SearchState, step: int) -> None:
+        """Probe mode: score every position on frozen features (one all-frequency pass per
+        split)."""
+        r = self._predict(model, coeffs=True)
+        coeffs = {k: v["coeffs"] for k, v in r.items()}
+        labels = {k: v["true"] for k, v in r.items()}
+        for pos, s in zip(search.positions,
+                          probe_scores(coeffs, labels, search.positions, self.cfg.window_size,
+                                       self.cfg.domain_fit_steps)):
+            search.record(pos, "probe", s, s.pop("oracle_target_srcc"), step)
+
+    def final(self, model) -> tuple:
+        """Predictions ``(target, source)`` on all of target test and source val."""
+        distributed.broadcast_buffers(model)
+        return tuple(predict(model, self.data[k], list(range(len(self.data[k]))), self.cfg,
+                             self.device) for k in ("tgt_test", "src_val"))
 
 
-def run_probe(model, data, samples, cfg, device, search: SearchState, step: int) -> None:
-    """Probe mode: score every position on frozen features (one all-frequency pass per split)."""
-    r = {k: predict(model, data[k], samples[k], cfg, device, coeffs=True) for k in samples}
-    coeffs = {k: v["coeffs"] for k, v in r.items()}
-    labels = {k: v["true"] for k, v in r.items()}
-    for pos, s in zip(search.positions,
-                      probe_scores(coeffs, labels, search.positions, cfg.window_size,
-                                   cfg.domain_fit_steps)):
-        search.record(pos, "probe", s, s.pop("oracle_target_srcc"), step)
+def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run: dict) -> dict:
+    """``results.json``: the final metrics of predictions ``tgt`` and ``src``, the selected
+    window, the search curve and the plan; ``run`` adds ``feature_map``, ``sizes``,
+    ``splits``, ``seconds`` and ``forked_from``."""
+    target = {k: v for k, v in evaluate(tgt["pred"], tgt["true"]).items() if k in REPORTED}
+    source = {k: v for k, v in evaluate(src["pred"], src["true"]).items() if k in REPORTED}
+    if plan.method is Method.FREQALIGN:
+        pos = search.selected()
+        selected = {"position": pos, "size": cfg.window_size,
+                    "freqs": [list(f) for f in window(pos, cfg.window_size, cfg.grid)]}
+    elif plan.method is Method.DANN:
+        selected = {"position": None, "size": 1, "freqs": [[0, 0]]}  # GAP
+    else:
+        selected = None
+    return {"method": cfg.method, "preset": cfg.preset, "seed": cfg.seed,
+            "criterion": "probe" if plan.mode is SearchMode.PROBE else cfg.criterion,
+            "search_mode": cfg.search_mode,
+            "selection_uses_target_labels": plan.method is Method.FREQALIGN and
+            plan.mode is not SearchMode.PROBE and cfg.criterion == "oracle",
+            "selected_window": selected, "target": target, "source_val": source,
+            "search": search.entries, "feature_map": list(run["feature_map"]),
+            "sizes": run["sizes"], "splits": run["splits"], "eval_crops": cfg.eval_crops,
+            "steps": plan.total, "budget": plan.budget, "stages": plan.as_list(),
+            "seconds": round(run["seconds"], 1), "forked_from": run["forked_from"] or None,
+            "config": cfg.to_dict(),
+            "note": "oracle_target_srcc in the search uses target labels: analysis only"}
 
 
-def load_model(path: str, device: Optional[str] = None):
-    """``(model, config, checkpoint dict, device)`` rebuilt from checkpoint ``path``, on
-    ``device`` (None: the checkpoint's own ``device`` setting, e.g. auto)."""
-    ck = checkpoint.load(path)
-    cfg = config_from_dict(ck["config"])
-    _, _, dev = distributed.setup(device or cfg.device)
-    model = build_model(cfg).to(dev)
-    model.load_state_dict(ck["model"])
-    check_grid(model, cfg)
-    return model.eval(), cfg, ck, dev
+def write_results(out: str, results: dict, tgt: dict) -> None:
+    """``results.json``, ``target_predictions.npz`` and ``report.md`` into run folder ``out``."""
+    with open(os.path.join(out, "results.json"), "w") as fh:
+        json.dump(results, fh, indent=2)
+    np.savez(os.path.join(out, "target_predictions.npz"), pred=tgt["pred"], true=tgt["true"])
+    write_report(out, results, tgt)
+
+
+def finished(cfg, run_dir: str) -> Optional[dict]:
+    """The results of a finished run of exactly ``cfg`` in ``run_dir`` (so an interrupted or
+    extended compare or study reuses its runs), else None. The config and plan are the ones
+    stored in the results themselves (a crashed rerun with another config rewrites config.yaml,
+    not results.json); a field added to the config since the run counts at its default, which
+    by convention is the behaviour from before the field existed."""
+    try:
+        with open(os.path.join(run_dir, "results.json")) as fh:
+            results = json.load(fh)
+        saved = config_from_dict(results["config"]).to_dict()
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ConfigError):
+        return None
+    same = saved == cfg.to_dict() and results.get("stages") == Plan(cfg).as_list()
+    return results if same else None
+
+
+def final_criteria(run_dir: str) -> dict:
+    """The last ``eval`` record of the run in ``run_dir``: its criteria at the end of training."""
+    return read_records(run_dir, "eval")[-1]
 
 
 def evaluate_checkpoint(path: str, dataset: str, device: Optional[str] = None,
@@ -128,67 +191,5 @@ def evaluate_checkpoint(path: str, dataset: str, device: Optional[str] = None,
             **evaluate(out["pred"], out["true"])}
 
 
-class Scorer(nn.Module):
-    """A trained model's quality scores in [0, 1] (higher = better), computed as ``freqalign
-    eval`` computes them: the mean over each image's ``crops`` grid of ``image_size`` crops.
-
-    Call it with a (B, 3, h, w) tensor in [0, 1] (scored at its own resolution) for a (B,)
-    tensor, a PIL image for a float, or a path, a folder or a list of them for
-    ``[(file, score), ...]`` (files and PIL images are first resized as the training data
-    were: ``fit_size(data_size, image_size)``). Runs on the model's device.
-    """
-
-    def __init__(self, model: nn.Module, cfg, crops: int = 0, image_size: int = 0):
-        super().__init__()
-        self.model, self.cfg = model.eval(), cfg
-        self.crops, self.image_size = crops or cfg.eval_crops, image_size or cfg.image_size
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def forward(self, images):
-        from PIL import Image
-
-        if isinstance(images, torch.Tensor):
-            return self.score_batch(images)
-        if isinstance(images, Image.Image):
-            return self.score_image(images)
-        if isinstance(images, (str, os.PathLike, list, tuple)):
-            return self.score_paths([images] if isinstance(images, (str, os.PathLike)) else images)
-        raise TypeError(f"score a (B, 3, h, w) tensor, a PIL image or paths, not "
-                        f"{type(images).__name__}")
-
-    def score_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores (B,) of a (B, 3, h, w) batch in [0, 1], on the batch's device."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, h, w) batch, got shape {tuple(images.shape)}")
-        means = crop_means(self.model, list(images), self.image_size, self.crops,
-                           self.cfg.eval_batch_size, self.device)
-        return means["pred"].to(images.device)
-
-    def score_image(self, image) -> float:
-        """The score of one PIL image."""
-        from ..data.files import fit_size, pil_to_tensor
-
-        img = fit_size(image.convert("RGB"), self.cfg.data_size or None, self.image_size)
-        return float(self.score_batch(pil_to_tensor(img)[None])[0])
-
-    def score_paths(self, paths: Sequence[str], *, batch_size: int = 32, skip_bad: bool = False,
-                    progress: bool = False) -> List[Tuple[str, float]]:
-        """``[(file, score), ...]`` for image files and folders (expanded recursively, sorted);
-        ``skip_bad`` leaves unreadable images out, with a warning."""
-        from ..data.scoring import score_images
-
-        return score_images(self, paths, batch_size=batch_size, device=self.device,
-                            image_size=None, skip_bad=skip_bad, progress=progress,
-                            max_side=self.cfg.data_size or None, min_side=self.image_size)
-
-
-def load_scorer(path: str, device: Optional[str] = None, crops: int = 0,
-                image_size: int = 0) -> Scorer:
-    """A ``Scorer`` for checkpoint ``path`` on ``device`` (None: the checkpoint's own setting,
-    e.g. auto = CUDA when visible), averaging ``crops`` crops of ``image_size`` (0: the
-    checkpoint's ``eval_crops`` and ``image_size``)."""
-    model, cfg, _, _ = load_model(path, device)
-    return Scorer(model, cfg, crops, image_size)
+__all__ = ["SPLITS", "predict", "Evaluator", "make_results", "write_results", "finished",
+           "final_criteria", "evaluate_checkpoint"]

@@ -1,7 +1,6 @@
 """``report.md`` and its PNG plots (search curve, training curves, target scatter) for a run."""
 from __future__ import annotations
 
-import json
 import os
 
 import matplotlib
@@ -9,13 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def _read_log(out: str) -> list:
-    path = os.path.join(out, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+from .runlog import read_records  # noqa: E402
 
 
 def plot_search(results: dict, path: str) -> bool:
@@ -105,7 +98,7 @@ def write_report(out: str, results: dict, target_predictions: dict) -> None:
         lines += [f"| {e['position']} | {e['freqs']} | {e['score']:+.4f} | "
                   f"{e['oracle_target_srcc']:.4f} |" for e in results["search"]]
         lines += ["", "![search curve](search.png)", ""]
-    if plot_training(_read_log(out), os.path.join(out, "training.png")):
+    if plot_training(read_records(out), os.path.join(out, "training.png")):
         lines += ["## Training", "", "![training curves](training.png)", ""]
     plot_scatter(target_predictions["pred"], target_predictions["true"], results["target"]["srcc"],
                  os.path.join(out, "target_scatter.png"))

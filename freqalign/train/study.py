@@ -1,7 +1,7 @@
 """``freqalign study``: which frequency windows are proper for alignment (DESIGN section 4)?
 
 Per seed: one warm-up (source-only, then DANN on GAP), then every window position (stride
-``stride``) adapts from that same state for the same ``search_steps`` budget (branch mode:
+``stride``) adapts from that same state for the same ``steps_per_position`` budget (branch mode:
 forked weights, optimiser moments, batches and RNGs), and so do the GAP (dann) and
 source-only references. For each it records the target SRCC (analysis only), every
 label-free criterion and the held-out domain classifier's accuracy. Across seeds: the mean
@@ -19,15 +19,17 @@ import numpy as np
 from ..errors import ConfigError
 from ..metrics import srcc
 from ..method.criteria import LABEL_FREE
-from .compare import finished
+from . import checkpoint
 from .config import Config, apply, config_from_dict
+from .evaluate import final_criteria, finished
 from .loop import train
 from .paired import t_interval
+from .plan import WARMUP, Plan, stage_checkpoint
 
-REFERENCES = {"dann": "after-dann-warmup.pt", "source-only": "after-warmup.pt"}
+REFERENCES = ("dann", "source-only")  # GAP, and no adaptation: from the same warm-up
 # config fields that do not change the state at the end of the source warm-up
-AFTER_WARMUP = {"method", "search_mode", "search_step", "search_start", "search_end",
-                "search_steps", "criterion", "finetune_from", "finetune_steps", "jitter",
+AFTER_WARMUP = {"method", "search_mode", "search_stride", "search_start", "search_end",
+                "steps_per_position", "criterion", "finetune_from", "finetune_steps", "jitter",
                 "dann_warmup_steps", "alpha", "domain_weight", "disc_lr_scale", "progress",
                 "eval_every", "checkpoint_every", "log_every", "best_criterion",
                 "criterion_max_samples", "domain_fit_steps"}
@@ -36,9 +38,7 @@ AFTER_WARMUP = {"method", "search_mode", "search_step", "search_start", "search_
 def shared_warmup(cfg: Config, warmups: str, seed: int) -> str:
     """The source warm-up checkpoint of seed ``seed`` in a ``freqalign compare`` folder, after
     checking that it was trained with the same config up to the end of the warm-up."""
-    from . import checkpoint
-
-    path = os.path.join(warmups, f"seed{seed}", "freqalign", "checkpoints", "after-warmup.pt")
+    path = stage_checkpoint(os.path.join(warmups, f"seed{seed}", "freqalign"), WARMUP)
     saved = config_from_dict(checkpoint.load(path)["config"]).to_dict()  # new fields: defaults
     differ = sorted(k for k, v in cfg.to_dict().items()
                     if k not in AFTER_WARMUP and saved.get(k) != v)
@@ -48,13 +48,6 @@ def shared_warmup(cfg: Config, warmups: str, seed: int) -> str:
     return path
 
 
-def _final_eval(run_dir: str) -> dict:
-    """The last evaluation record of a run (its criteria at the end of training)."""
-    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
-        evals = [json.loads(line) for line in fh if '"kind": "eval"' in line]
-    return evals[-1]
-
-
 def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: int = 1,
           warmups: str = "") -> str:
     """Run the study into ``out``; return its markdown summary. With ``warmups`` (a
@@ -62,13 +55,13 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
     warm-up instead of training its own (the same state: training is deterministic)."""
     if seeds < 1 or stride < 1:
         raise ConfigError(f"--seeds and --stride must be at least 1, got {seeds}, {stride}")
-    if cfg.search_steps < 1:
-        raise ConfigError("search_steps must be at least 1: it is each window's budget")
+    if cfg.steps_per_position < 1:
+        raise ConfigError("steps_per_position must be at least 1: it is each window's budget")
     rows = []
     for seed in range(first_seed, first_seed + seeds):
         base = apply(Config(**cfg.to_dict()),
                      {"seed": seed, "method": "freqalign", "search_mode": "branch",
-                      "search_step": stride, "finetune_steps": 0, "criterion": "dev"}, "study")
+                      "search_stride": stride, "finetune_steps": 0, "criterion": "dev"}, "study")
         fa_dir = os.path.join(out, f"seed{seed}", "windows")
         warm = shared_warmup(base, warmups, seed) if warmups else ""
         fa = finished(base, fa_dir) or train(base, fa_dir, fork_from=warm,
@@ -77,13 +70,14 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
             {"position": e["position"], "target_srcc": e["oracle_target_srcc"],
              **{k: e["scores"][k] for k in (*LABEL_FREE, "domain_accuracy")}}
             for e in fa["search"]]}
-        for method, fork in REFERENCES.items():
+        for method in REFERENCES:
             ref = apply(Config(**base.to_dict()), {"method": method}, "study")
             ref_dir = os.path.join(out, f"seed{seed}", method)
-            origin = warm if warm and method == "source-only" else \
-                os.path.join(fa_dir, "checkpoints", fork)
+            ref_plan, fa_plan = Plan(ref), Plan(base)
+            from_warm = warm and ref_plan.fork_point(fa_plan) == WARMUP  # fa_dir has none
+            origin = warm if from_warm else ref_plan.fork_from(fa_plan, fa_dir)
             results = finished(ref, ref_dir) or train(ref, ref_dir, fork_from=origin)
-            last = _final_eval(ref_dir)
+            last = final_criteria(ref_dir)
             row[method] = {"target_srcc": results["target"]["srcc"],
                            **{k: last[k] for k in (*LABEL_FREE, "domain_accuracy")}}
         rows.append(row)
@@ -116,7 +110,7 @@ def summarize(rows: list, cfg: Config, stride: int) -> dict:
                                           for s in range(len(rows))]}
     best = int(np.argmax(mean_target))
     return {"config": cfg.to_dict(), "stride": stride, "window_size": cfg.window_size,
-            "budget_per_window": cfg.search_steps, "seeds": [r["seed"] for r in rows],
+            "budget_per_window": cfg.steps_per_position, "seeds": [r["seed"] for r in rows],
             "positions": positions, "curve": curve, "references": refs, "criteria": criteria,
             "best_window": {"position": positions[best], "target_srcc": float(mean_target[best])},
             "windows_above_gap": [p for p, m in zip(positions, mean_target)
