@@ -52,7 +52,7 @@ at::Tensor ungrouped_forward_blas(const at::Tensor& x, const at::Tensor& filters
 
 at::Tensor pool_forward_cpu(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
   check_cpu_float(x, "pool_forward", "x");
-  check_operand(filters, x.scalar_type(), "pool_forward", "filters");
+  check_operand(filters, x, "pool_forward", "filters");
   const PoolGeom g = geometry(x, filters, grouped, "pool_forward");
   const bool blas_dtype = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
   if (!grouped && blas_dtype && x.numel() > 0) {
@@ -71,7 +71,7 @@ at::Tensor pool_forward_cpu(const at::Tensor& x, const at::Tensor& filters, bool
 
 at::Tensor pool_backward_cpu(const at::Tensor& grad, const at::Tensor& filters, bool grouped) {
   check_cpu_float(grad, "pool_backward", "grad");
-  check_operand(filters, grad.scalar_type(), "pool_backward", "filters");
+  check_operand(filters, grad, "pool_backward", "filters");
   TORCH_CHECK(filters.dim() == 3, "pool_backward: filters must be 3-D (K, H, W), got shape ", filters.sizes());
   const int64_t K = filters.size(0);
   TORCH_CHECK(K >= 1, "pool_backward: filters must hold at least one filter (K >= 1)");

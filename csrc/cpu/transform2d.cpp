@@ -10,7 +10,7 @@
 namespace freqalign {
 namespace cpu {
 
-#define FREQALIGN_KERNELS "transform_kernels.inc"
+#define FREQALIGN_KERNELS "transform2d_kernels.inc"
 #include "isa_variants.h"
 #undef FREQALIGN_KERNELS
 
@@ -19,8 +19,8 @@ namespace {
 at::Tensor transform2d_cpu(const at::Tensor& x, const at::Tensor& left, const at::Tensor& right) {
   check_cpu_float(x, "transform2d", "x");
   TORCH_CHECK(x.dim() >= 2, "transform2d: x must have at least 2 dims (..., H, W), got shape ", x.sizes());
-  check_operand(left, x.scalar_type(), "transform2d", "left");
-  check_operand(right, x.scalar_type(), "transform2d", "right");
+  check_operand(left, x, "transform2d", "left");
+  check_operand(right, x, "transform2d", "right");
   const int64_t nd = x.dim(), H = x.size(nd - 2), W = x.size(nd - 1);
   TORCH_CHECK(left.dim() == 2 && left.size(0) == H && left.size(1) == H, "transform2d: left must be (H, H) = (",
               H, ", ", H, ") for x of shape ", x.sizes(), ", got ", left.sizes());

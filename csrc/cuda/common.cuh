@@ -1,5 +1,5 @@
-// Shared helpers for the CUDA kernels: argument checks, accumulation types, vector loads,
-// warp reductions and launch sizing.
+// Helpers of the CUDA kernels: the device check, vector loads, warp reductions and launch
+// sizing (accumulation types, dispatch and the operand checks: ../shared.h).
 #pragma once
 
 // Only light c10 headers: ATen/cuda/CUDAContext.h would pull in the cuBLAS/cuSPARSE headers,
@@ -12,30 +12,16 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#include "accumulate.h"
+#include "shared.h"
 
 #include <cstdint>
 
 namespace freqalign {
 namespace gpu {
 
-inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 inline void check_cuda_float(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got one on ", t.device());
-  const auto d = t.scalar_type();
-  TORCH_CHECK(d == at::kHalf || d == at::kBFloat16 || d == at::kFloat || d == at::kDouble, op, ": ", name,
-              " must be float16, bfloat16, float32 or float64, got ", d);
-}
-
-// A matrix/filter operand: on x's device, contiguous, in the accumulation dtype of `input`.
-inline void check_operand(const at::Tensor& t, const at::Tensor& input, const char* op, const char* name) {
-  TORCH_CHECK(t.device() == input.device(), op, ": ", name, " must be on ", input.device(), ", got ",
-              t.device());
-  TORCH_CHECK(t.scalar_type() == accumulation_dtype(input.scalar_type()), op, ": ", name, " must have dtype ",
-              accumulation_dtype(input.scalar_type()), " (the accumulation dtype for ", input.scalar_type(),
-              " input), got ", t.scalar_type());
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+  check_float_dtype(t, op, name);
 }
 
 // V consecutive elements moved as one aligned load/store (16 bytes for V = 16 / sizeof(T)).
@@ -73,9 +59,6 @@ inline int next_pow2(int64_t n) {
   while (p < n && p < (1 << 30)) p *= 2;
   return p;
 }
-
-#define FREQALIGN_CUDA_DISPATCH(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 }  // namespace gpu
 }  // namespace freqalign

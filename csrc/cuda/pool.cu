@@ -28,15 +28,15 @@ constexpr int kWarps = 8;     // warps per block
 constexpr int kFilters = 16;  // filters per pass of the ungrouped forward
 using Divider = at::cuda::detail::IntDivider<unsigned int>;  // multiply-shift division, operands < 2^31
 
-struct PoolGeom {
-  int64_t B, C, HW, W, K, G;  // G: channels per group (grouped pooling)
-  int64_t sb, sc, sh, sw;     // element strides of x
-  bool merged;                // (H, W) flatten to one axis of stride sw
-  int64_t span;               // H*W positions per split (blockIdx.z)
-  Divider divC, divG;         // row -> (b, c) and c -> filter, without 64-bit divisions
+// A pooling call's geometry (PoolGeom, ../shared.h) and what the launch derives from it.
+struct PoolPlan : PoolGeom {
+  int64_t HW;          // H * W
+  bool merged;         // (H, W) flatten to one axis of stride sw
+  int64_t span;        // H*W positions per split (blockIdx.z)
+  Divider divC, divG;  // row -> (b, c) and c -> filter, without 64-bit divisions
 };
 
-__device__ __forceinline__ int64_t hw_offset(int64_t i, const PoolGeom& g) {
+__device__ __forceinline__ int64_t hw_offset(int64_t i, const PoolPlan& g) {
   return g.merged ? i * g.sw : (i / g.W) * g.sh + (i % g.W) * g.sw;
 }
 
@@ -64,7 +64,7 @@ __device__ __forceinline__ void emit(T* out, A* partial, int64_t index, int64_t 
 template <typename T, typename A, int V, int G, bool GROUPED>
 __global__ void __launch_bounds__(kWarps * 32)
     pool_forward_rows(const T* __restrict__ x, const A* __restrict__ f, T* __restrict__ out,
-                      A* __restrict__ partial, PoolGeom g) {
+                      A* __restrict__ partial, PoolPlan g) {
   constexpr int KC = GROUPED ? 1 : kFilters;
   const int lane = threadIdx.x & 31;
   const int j = lane % G;
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename T, typename A, int V, bool GROUPED>
 __global__ void __launch_bounds__(kWarps * 32)
     pool_forward_channels(const T* __restrict__ x, const A* __restrict__ f, T* __restrict__ out,
-                          A* __restrict__ partial, PoolGeom g, int64_t channel_tiles) {
+                          A* __restrict__ partial, PoolPlan g, int64_t channel_tiles) {
   constexpr int S = GROUPED ? V : kFilters;  // accumulators per lane
   __shared__ A red[kWarps][S][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -195,15 +195,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-PoolGeom geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
+PoolPlan geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
   TORCH_CHECK(x.dim() == 4, "pool_forward: x must be 4-D (B, C, H, W), got shape ", x.sizes());
   TORCH_CHECK(filters.dim() == 3, "pool_forward: filters must be 3-D (K, H, W), got shape ", filters.sizes());
   TORCH_CHECK(filters.size(1) == x.size(2) && filters.size(2) == x.size(3), "pool_forward: filters (K, H, W) must ",
               "match the spatial size of x (H=", x.size(2), ", W=", x.size(3), "), got shape ", filters.sizes());
   const int64_t K = filters.size(0);
   TORCH_CHECK(K >= 1, "pool_forward: filters must hold at least one filter (K >= 1)");
-  PoolGeom g{x.size(0), x.size(1), x.size(2) * x.size(3), x.size(3), K, 1,
-             x.stride(0), x.stride(1), x.stride(2), x.stride(3), false, 0, Divider(1), Divider(1)};
+  PoolPlan g{{x.size(0), x.size(1), x.size(2), x.size(3), K, 1, x.stride(0), x.stride(1), x.stride(2), x.stride(3)},
+             x.size(2) * x.size(3), false, 0, Divider(1), Divider(1)};
   if (grouped) {
     TORCH_CHECK(g.C % K == 0, "pool_forward: grouped pooling needs C divisible by K, got C=", g.C, ", K=", K);
     g.G = g.C / K;
@@ -220,7 +220,7 @@ PoolGeom geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped) 
 }
 
 // Splits H*W over blockIdx.z when `blocks` programs cannot fill the GPU; returns the split count.
-int64_t choose_split(PoolGeom& g, int64_t blocks, int64_t step) {
+int64_t choose_split(PoolPlan& g, int64_t blocks, int64_t step) {
   const int64_t target = 4 * static_cast<int64_t>(sm_count());
   int64_t split = 1;
   if (blocks < target) split = std::min(ceil_div(target, blocks), std::max<int64_t>(1, g.HW / (4 * step)));
@@ -229,7 +229,7 @@ int64_t choose_split(PoolGeom& g, int64_t blocks, int64_t step) {
 }
 
 template <typename T>
-void launch_forward(const at::Tensor& x, const at::Tensor& filters, bool grouped, PoolGeom g, at::Tensor& out) {
+void launch_forward(const at::Tensor& x, const at::Tensor& filters, bool grouped, PoolPlan g, at::Tensor& out) {
   using A = acc_t<T>;
   constexpr int VN = 16 / sizeof(T);
   const int64_t rows = g.B * g.C;
@@ -294,12 +294,12 @@ void launch_forward(const at::Tensor& x, const at::Tensor& filters, bool grouped
 at::Tensor pool_forward_cuda(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
   check_cuda_float(x, "pool_forward", "x");
   check_operand(filters, x, "pool_forward", "filters");
-  const PoolGeom g = geometry(x, filters, grouped);
+  const PoolPlan g = geometry(x, filters, grouped);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = grouped ? at::empty({g.B, g.C}, x.options()) : at::empty({g.B, g.C, g.K}, x.options());
   if (out.numel() == 0) return out;
   if (g.HW == 0) return out.zero_();
-  FREQALIGN_CUDA_DISPATCH(x.scalar_type(), "pool_forward_cuda",
+  FREQALIGN_DISPATCH_FLOATING(x.scalar_type(), "pool_forward_cuda",
                           [&] { launch_forward<scalar_t>(x, filters, grouped, g, out); });
   return out;
 }
@@ -330,7 +330,7 @@ at::Tensor pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor& filte
   const Divider divG(static_cast<unsigned>(std::max<int64_t>(group, 1)));
   const dim3 grid(static_cast<unsigned>(ceil_div(rows, kWarps))), block(kWarps * 32);
   auto stream = current_stream();
-  FREQALIGN_CUDA_DISPATCH(grad.scalar_type(), "pool_backward_cuda", [&] {
+  FREQALIGN_DISPATCH_FLOATING(grad.scalar_type(), "pool_backward_cuda", [&] {
     using A = acc_t<scalar_t>;
     constexpr int VN = 16 / sizeof(scalar_t);
     const scalar_t* gp = grad.const_data_ptr<scalar_t>();

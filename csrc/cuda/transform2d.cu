@@ -180,7 +180,7 @@ at::Tensor transform2d_cuda(const at::Tensor& x, const at::Tensor& left, const a
               at::cuda::detail::IntDivider<unsigned int>(static_cast<unsigned>(H))};
   const int64_t smem = fixed + np * per_plane;
   const int side = next_pow2(std::max<int64_t>(std::max(H, W), 8));
-  FREQALIGN_CUDA_DISPATCH(x.scalar_type(), "transform2d_cuda", [&] {
+  FREQALIGN_DISPATCH_FLOATING(x.scalar_type(), "transform2d_cuda", [&] {
     switch (side) {
       case 8: launch<scalar_t, 8>(x4, left, right, y, g, smem); break;
       case 16: launch<scalar_t, 16>(x4, left, right, y, g, smem); break;
