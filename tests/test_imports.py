@@ -80,6 +80,7 @@ def test_kernels_import_nothing_from_freqalign():
             assert not outside and "import freqalign" not in source and "from freqalign" not in source, module
 
 
+@pytest.mark.slow  # three fresh interpreters, about 10 s each: `make test` runs it, `make test-fast` not
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_module_imports_in_a_fresh_interpreter_in_random_order(seed):
     names = sorted(m for m in MODULES if importlib.util.find_spec("triton") or not m.startswith("freqalign.kernels."))
