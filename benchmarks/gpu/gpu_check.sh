@@ -301,10 +301,10 @@ done
 
 # -- phase 3: the paper configuration's steps, then the kernel benchmark -----------------------
 if (( DRY )); then
-  run_section train 60 "$PY" benchmarks/gpu_train_check.py --dry-run --backends triton --out "$LOGS/train.json"
+  run_section train 60 "$PY" benchmarks/gpu/gpu_train_check.py --dry-run --backends triton --out "$LOGS/train.json"
 else
   limit=$(min 90 $(( $(left) - 110 )))
-  run_section train "$limit" "$PY" benchmarks/gpu_train_check.py --budget-s $(( limit > 35 ? limit - 25 : 10 )) \
+  run_section train "$limit" "$PY" benchmarks/gpu/gpu_train_check.py --budget-s $(( limit > 35 ? limit - 25 : 10 )) \
     --out "$LOGS/train.json"
 fi
 snapshot
