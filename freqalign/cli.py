@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_at_least(1), default=3, help="number of seeds (default 3)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--stride", type=_int_at_least(1), default=1,
-                   help="window positions visited: every STRIDE-th (default 1: all)")
+                   help="window positions visited: every STRIDE-th (config search_stride; "
+                   "default 1: all)")
     p.add_argument("--warmups", default="", metavar="DIR",
                    help="start each seed from the source warm-up of a `freqalign compare` run "
                    "of the same config in DIR (saves training it again)")

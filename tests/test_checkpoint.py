@@ -96,6 +96,24 @@ def test_rng_state_round_trips_through_a_safe_checkpoint(tmp_path):
     assert torch.equal(got[2], expected[2]) and torch.equal(got[3], expected[3])
 
 
+def test_checkpoint_of_before_the_config_renames_loads(tmp_path):
+    """A checkpoint whose saved config has the old key names (``search_step``, ``search_steps``)
+    rebuilds its model and scores, with the values under the new names."""
+    import freqalign
+    from freqalign.method.model import build_model
+    from freqalign.train.config import RENAMED
+
+    cfg = make_config("smoke", overrides={"steps_per_position": 3})
+    old = {next((o for o, n in RENAMED.items() if n == k), k): v for k, v in cfg.to_dict().items()}
+    path = tmp_path / "old.pt"
+    checkpoint.save({"model": build_model(cfg).state_dict(), "config": old}, str(path))
+    with pytest.warns(FutureWarning, match="deprecated"):
+        scorer = freqalign.load_scorer(str(path), device="cpu")
+    assert scorer.cfg == cfg and scorer.cfg.steps_per_position == 3
+    scores = scorer(torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0)))
+    assert scores.shape == (2,) and bool(((scores >= 0) & (scores <= 1)).all())
+
+
 def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "sub" / "x.pt"
     storage.save({"a": torch.arange(3)}, path)

@@ -1,15 +1,18 @@
 """Config handling, schedules, and a tiny end-to-end run with every output file."""
 import json
 import os
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
 import yaml
 
-from freqalign.train.config import (METHODS, PRESETS, ConfigError, make_config,
+from freqalign.train.config import (METHODS, PRESETS, RENAMED, ConfigError, make_config,
                                     parse_overrides)
 from freqalign.train.loop import train
-from freqalign.train.plan import Plan
+from freqalign.train.plan import Plan, stage_checkpoint
 
 from tiny_run import make_tiny_data, tiny_overrides
 
@@ -76,6 +79,68 @@ def test_precedence_preset_file_override_flag(tmp_path):
     assert (cfg.preset, cfg.lr, cfg.seed, cfg.method) == ("smoke", 0.5, 4, "dann")
     assert cfg.warmup_steps == PRESETS["smoke"]["warmup_steps"]
     assert parse_overrides(["a=1", "b=false", "c=x=y"]) == {"a": 1, "b": False, "c": "x=y"}
+
+
+def test_renamed_keys_still_load_with_a_one_line_deprecation_warning(tmp_path):
+    """A config of before the renames (file, override or saved in a run) loads as the new keys
+    would, warning once per old key."""
+    old = tmp_path / "old.yaml"
+    old.write_text("preset: demo\nsearch_step: 3\nsearch_steps: 7\n")
+    with pytest.warns(FutureWarning) as caught:
+        cfg = make_config(None, str(old))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and all("\n" not in m and "deprecated" in m for m in messages)
+    assert "'search_step'" in messages[0] and "'search_stride'" in messages[0]
+    assert (cfg.search_stride, cfg.steps_per_position) == (3, 7)
+    with pytest.warns(FutureWarning, match="'search_steps' is deprecated, use 'steps_per_position'"):
+        assert make_config("demo", overrides={"search_steps": 7}) == \
+            make_config("demo", overrides={"steps_per_position": 7})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new names load silently
+        make_config("demo", overrides={new: 3 for new in RENAMED.values()})
+
+
+def test_finished_runs_of_before_the_renames_are_reused(tmp_path):
+    """compare and study reuse a finished run whose results.json holds the old config keys."""
+    from freqalign.train.evaluate import finished
+
+    cfg = make_config("smoke")
+    saved = {next((old for old, new in RENAMED.items() if new == k), k): v
+             for k, v in cfg.to_dict().items()}
+    assert set(RENAMED) <= set(saved)
+    results = {"config": saved, "stages": Plan(cfg).as_list(), "target": {"srcc": 0.5}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    other = make_config("smoke", overrides={"steps_per_position": 5})
+    with pytest.warns(FutureWarning):
+        assert finished(cfg, str(tmp_path)) == results
+        assert finished(other, str(tmp_path)) is None
+
+
+def test_plan_names_the_checkpoints_forks_start_from(tmp_path):
+    """Each baseline forks from freqalign's checkpoint at the end of the last stage their plans
+    share; none when they share none."""
+    def fork(method, **extra):
+        fa = Plan(make_config("demo", overrides=extra))
+        return Plan(make_config("demo", method=method, overrides=extra)).fork_from(fa, "fa")
+
+    assert fork("source-only") == stage_checkpoint("fa", "warmup") == \
+        os.path.join("fa", "checkpoints", "after-warmup.pt")
+    assert fork("dann") == os.path.join("fa", "checkpoints", "after-dann-warmup.pt")
+    assert fork("target-oracle") == ""
+    assert fork("dann", dann_warmup_steps=0) == os.path.join("fa", "checkpoints", "after-warmup.pt")
+    assert fork("source-only", warmup_steps=0) == ""
+
+
+def test_import_freqalign_does_not_import_the_trainer():
+    """``import freqalign`` (a fresh interpreter) loads no module of ``freqalign.train``;
+    ``freqalign.load_scorer`` is ``freqalign.scoring``'s."""
+    code = ("import sys, freqalign\n"
+            "print(sorted(m for m in sys.modules if m.startswith('freqalign.train')))\n"
+            "print(freqalign.load_scorer.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["[]", "freqalign.scoring"]
 
 
 def test_lr_schedule_and_stage_lookup():

@@ -1,4 +1,4 @@
-"""Window-selection criteria (DESIGN section 4). Every score is "higher is better".
+"""Window-selection criteria (docs/design.md section 4.4). Every score is "higher is better".
 
 - ``source``: SRCC of the regressor on held-out source images.
 - ``confusion``: ``-|acc - 0.5|`` of a domain classifier (logistic regression on GAP

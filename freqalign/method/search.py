@@ -1,4 +1,5 @@
-"""Frequency movement (DESIGN section 4, stage 2) and perturbation jitter (stage 3).
+"""Frequency movement (docs/design.md section 4.3, stage 2) and perturbation jitter
+(stage 3).
 
 ``branch`` and ``move`` modes: the trainer adapts at each window position (from the same
 warm-up state, or continuing from the previous position) and records one entry per position

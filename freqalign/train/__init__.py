@@ -1,1 +1,4 @@
-"""Training: config, the loop, checkpoints, DDP helpers, reports and the compare driver."""
+"""Training: ``plan`` (a method's stages and schedules), ``state`` (a run's state and its
+snapshots), ``step`` (one optimisation step), ``loop`` (``train``), ``evaluate`` (criteria, best
+checkpoint, results), ``config``, ``checkpoint``, ``runlog``, ``distributed``, ``report``, and the
+``compare`` and ``study`` drivers."""

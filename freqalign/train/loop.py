@@ -1,6 +1,6 @@
-"""The trainer: warm-up, frequency movement and perturbation fine-tuning (DESIGN section 4) in
-one loop that reads top to bottom. The baselines run the same loop with other plans
-(``plan.Plan``: what each stage trains on and where the discriminator pools).
+"""The trainer: warm-up, frequency movement and perturbation fine-tuning (docs/design.md
+section 4.3) in one loop that reads top to bottom. The baselines run the same loop with other
+plans (``plan.Plan``: what each stage trains on and where the discriminator pools).
 
 ``train(cfg, out)`` runs a method into a run folder and returns its results dict. In
 ``branch`` mode every search position starts from the state saved when the search began

@@ -1,4 +1,5 @@
-"""``freqalign study``: which frequency windows are proper for alignment (DESIGN section 4)?
+"""``freqalign study``: which frequency windows are proper for alignment (docs/design.md
+section 4.3)?
 
 Per seed: one warm-up (source-only, then DANN on GAP), then every window position (stride
 ``stride``) adapts from that same state for the same ``steps_per_position`` budget (branch mode:
