@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .method.model import build_model, check_grid
+from .method.stem_cache import first_views
 
 
 def check_fits(h: int, w: int, size: int) -> None:
@@ -65,7 +66,10 @@ def crop_means(model, images: list, size: int, crops: int, batch_size: int, devi
     crops of the score (``pred``), the GAP features (``feat``) and, with ``coeffs`` (a function
     of the backbone features), of its values (``coeffs``); forward passes of at most
     ``batch_size`` crops."""
-    stack, owner = grid_crops(images, size, crops)
+    if getattr(model, "from_stem", False):  # cached stem outputs: view 0, the image itself
+        stack, owner = first_views(images), torch.arange(len(images))
+    else:
+        stack, owner = grid_crops(images, size, crops)
     parts = {"pred": [], "feat": [], "coeffs": []}
     for chunk in stack.split(batch_size):
         f = model.features(chunk.to(device))

@@ -103,9 +103,13 @@ def test_load_embedded_caches_and_hits(tmp_path, monkeypatch):
 
 
 def test_registry_opens_embedded_and_rejects_unknown(tmp_path, monkeypatch):
-    monkeypatch.setattr(embedded, "DEFAULT_PER_DOMAIN", 100)  # tiny default for the loader
+    tiny = {v: r._replace(n_per_domain=100) for v, r in embedded.RECIPES.items()}
+    monkeypatch.setattr(embedded, "RECIPES", tiny)  # tiny defaults for the loader
     ds = open_dataset(f"embedded-target:{tmp_path}", image_size=32, seed=2)
     assert ds.name == "embedded-target" and ds.images.shape == (100, 3, 32, 32)
+    v7 = open_dataset(f"embedded-v7-source:{tmp_path}", image_size=32, seed=2)
+    assert v7.name == "embedded-v7-source" and v7.images.shape[1:] == (3, 32, 32)
+    assert set(v7.meta["kind_names"]) == set(embedded.RECIPES["v7"].source_kinds)
     with pytest.raises(ValueError, match="known datasets: .*embedded-source"):
         open_dataset("no-such-set")
 

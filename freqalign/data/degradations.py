@@ -43,6 +43,34 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0), mode="reflect")
 
 
+def _disk_kernel(radius: float) -> np.ndarray:
+    r = int(np.ceil(radius))
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    # anti-aliased disk: coverage falls off linearly over one pixel at the rim
+    k = np.clip(radius + 0.5 - np.hypot(x, y), 0.0, 1.0)
+    return (k / k.sum()).astype(np.float32)
+
+
+def _motion_kernel(length: float, angle: float) -> np.ndarray:
+    r = int(np.ceil(length / 2))
+    size = 2 * r + 1
+    k = np.zeros((size, size), dtype=np.float32)
+    for t in np.linspace(-length / 2, length / 2, 4 * size):
+        x, y = r + t * np.cos(angle), r + t * np.sin(angle)
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                            (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
+                k[y0 + dy, x0 + dx] += wgt
+    return k / k.sum()
+
+
+def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return np.stack([ndimage.convolve(image[..., c], kernel, mode="reflect")
+                     for c in range(image.shape[-1])], axis=-1)
+
+
 # ---- source: single synthetic distortions, five levels each ------------------------------
 
 def gaussian_blur(image, level, rng):
@@ -79,6 +107,44 @@ def color_quantization(image, level, rng):
     return np.asarray(quant.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def lens_blur(image, level, rng):
+    return _convolve(image, _disk_kernel((1.0, 1.5, 2.0, 3.0, 4.0)[level]))
+
+
+def motion_blur(image, level, rng):
+    return _convolve(image, _motion_kernel((3.0, 4.5, 6.0, 8.0, 11.0)[level],
+                                           float(rng.uniform(0.0, np.pi))))
+
+
+def brighten(image, level, rng):
+    """Over-exposure: more light in linear light, highlights clipped."""
+    gain = 2.0 ** (0.3, 0.6, 0.9, 1.25, 1.6)[level]
+    return np.power(np.clip(np.power(image, GAMMA) * gain, 0.0, 1.0), 1.0 / GAMMA)
+
+
+def darken(image, level, rng):
+    """Under-exposure: less light in linear light (no noise: a synthetic change)."""
+    gain = 2.0 ** -(0.6, 1.1, 1.6, 2.2, 2.8)[level]
+    return np.power(np.power(image, GAMMA) * gain, 1.0 / GAMMA)
+
+
+def multiplicative_noise(image, level, rng):
+    std = (0.05, 0.09, 0.14, 0.21, 0.30)[level]
+    return np.clip(image * (1.0 + rng.normal(0.0, std, image.shape).astype(np.float32)), 0.0, 1.0)
+
+
+def jpeg420_compression(image, level, rng):
+    return jpeg(image, (45, 28, 16, 9, 4)[level], subsampling=2)
+
+
+def jpeg2000_compression(image, level, rng):
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buf, format="JPEG2000", quality_mode="rates",
+                                          quality_layers=[(24, 48, 96, 192, 384)[level]])
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+
+
 SOURCE_DISTORTIONS: Dict[str, Callable] = {
     "gaussian_blur": gaussian_blur,
     "white_noise": white_noise,
@@ -86,6 +152,13 @@ SOURCE_DISTORTIONS: Dict[str, Callable] = {
     "contrast": contrast_change,
     "pixelation": pixelation,
     "quantization": color_quantization,
+    "lens_blur": lens_blur,
+    "motion_blur": motion_blur,
+    "brighten": brighten,
+    "darken": darken,
+    "multiplicative_noise": multiplicative_noise,
+    "jpeg420": jpeg420_compression,
+    "jpeg2000": jpeg2000_compression,
 }
 
 
@@ -94,34 +167,6 @@ SOURCE_DISTORTIONS: Dict[str, Callable] = {
 CAMERA_STAGES = ("exposure", "blur", "noise", "jpeg")
 # sensor noise of a good camera at base ISO: used when only "exposure" asks for noise
 DEFAULT_SENSOR = {"shot": 10 ** -3.3, "read": 10 ** -5.0, "noise_corr": 0.6}
-
-
-def _disk_kernel(radius: float) -> np.ndarray:
-    r = int(np.ceil(radius))
-    y, x = np.mgrid[-r:r + 1, -r:r + 1]
-    # anti-aliased disk: coverage falls off linearly over one pixel at the rim
-    k = np.clip(radius + 0.5 - np.hypot(x, y), 0.0, 1.0)
-    return (k / k.sum()).astype(np.float32)
-
-
-def _motion_kernel(length: float, angle: float) -> np.ndarray:
-    r = int(np.ceil(length / 2))
-    size = 2 * r + 1
-    k = np.zeros((size, size), dtype=np.float32)
-    for t in np.linspace(-length / 2, length / 2, 4 * size):
-        x, y = r + t * np.cos(angle), r + t * np.sin(angle)
-        x0, y0 = int(np.floor(x)), int(np.floor(y))
-        fx, fy = x - x0, y - y0
-        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                            (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-            if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
-                k[y0 + dy, x0 + dx] += wgt
-    return k / k.sum()
-
-
-def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    return np.stack([ndimage.convolve(image[..., c], kernel, mode="reflect")
-                     for c in range(image.shape[-1])], axis=-1)
 
 
 def sample_camera_params(rng: np.random.Generator) -> dict:

@@ -21,13 +21,16 @@ def open_images(spec: str, cfg):
     return dataset
 
 
-def load_data(cfg) -> Tuple[dict, dict]:
+def load_data(cfg, wrap=None) -> Tuple[dict, dict]:
     """``(splits, how)``: src_train/src_val and tgt_train/tgt_val/tgt_test, and how each domain
     was split (``{"source": ..., "target": ...}``, for results.json). A dataset's official
     split is used when it ships one (KonIQ-10k; train -> training, val -> the criteria and
     source validation, test -> the reported target metrics); otherwise the split is
-    content-disjoint by ``groups`` (the reference image of synthetic datasets)."""
+    content-disjoint by ``groups`` (the reference image of synthetic datasets). ``wrap``, when
+    given, replaces each whole dataset before the split (``method.stem_cache``)."""
     src, tgt = open_images(cfg.source, cfg), open_images(cfg.target, cfg)
+    if wrap is not None:
+        src, tgt = wrap(src), wrap(tgt)
     sv, tv, tt = cfg.source_val_fraction, cfg.target_val_fraction, cfg.target_test_fraction
     common = dict(seed=cfg.data_seed, cap=cfg.max_per_domain, official=cfg.official_split)
     s, s_how = split_domain(src, {"train": 1 - sv, "val": sv}, **common)

@@ -37,7 +37,7 @@ together in one file.
 import itertools
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,15 +52,35 @@ from .dead_leaves import dead_leaves
 from .fr_score import ms_ssim_color
 from .registry import register_dataset
 
-VERSION = "v6"  # v6: dead-leaves charts beside the source photos, no saturation kind; plain-data cache
-DEFAULT_SIZE = 64
-DEFAULT_PER_DOMAIN = 3000
 CROP_SCALES = (1.0, 1.5, 2.0, 3.0)
 GAMMA_RANGE = 0.6  # tone-curve variation of the pristine crops (log2 of the gamma)
 MIN_CROP_STD = 0.04  # luminance std (0..1) below which a window counts as flat
 TILE_MIN = 128  # a photo side of at least 2 * TILE_MIN is halved into tiles
 LEVELS = 5
 LABEL_POWER = 4  # score = MS-SSIM ** 4: spreads labels over [0, 1] like a MOS scale
+
+
+class Recipe(NamedTuple):
+    """One version of the embedded dataset: what ``generate_embedded`` makes by default."""
+    version: str
+    size: int                       # default image side
+    n_per_domain: int               # default images per domain (source: photo crops x levels)
+    source_kinds: Tuple[str, ...]   # ``degradations.SOURCE_DISTORTIONS`` drawn from, one per crop
+    charts: bool                    # dead-leaves charts beside the source photos, as many
+
+
+# v6: the from-scratch CNN's data (64 x 64, six kinds, charts); v7: the pretrained regime's
+# (224 x 224, KADID's kinds that the camera pipeline has counterparts of; benchmarks/results/
+# method/benchmark.md says how each choice was made).
+RECIPES: Dict[str, Recipe] = {
+    "v6": Recipe("v6", 64, 3000, ("gaussian_blur", "white_noise", "jpeg", "contrast",
+                                  "pixelation", "quantization"), charts=True),
+    "v7": Recipe("v7", 224, 750, ("gaussian_blur", "lens_blur", "motion_blur", "white_noise",
+                                  "multiplicative_noise", "jpeg", "jpeg420", "jpeg2000",
+                                  "contrast", "brighten", "darken", "pixelation",
+                                  "quantization"), charts=True),
+}
+DEFAULT_RECIPE = "v6"  # the bare names embedded-source/-target: what configs before v7 meant
 
 # scene name -> files in skimage/data. The stereo pair is one scene: one photo id, shared tiles.
 SOURCE_SCENES: Dict[str, Tuple[str, ...]] = {
@@ -169,11 +189,12 @@ def _chart_crops(n_crops: int, size: int, rng, first_group: int):
         yield D.to_uint8(_vary(chart, rng)).astype(np.float32) / 255.0, first_group + c, -1
 
 
-def _generate_source(rng, size, n, bar) -> dict:
-    kinds = list(D.SOURCE_DISTORTIONS)
+def _generate_source(rng, size, n, bar, recipe: Recipe) -> dict:
+    kinds = list(recipe.source_kinds)
     ref, dist, groups, photo, kind_ids, levels = [], [], [], [], [], []
     photos = list(_pristine_crops(SOURCE_SCENES, n // LEVELS, size, rng, first_group=0))
-    charts = _chart_crops(n // LEVELS, size, rng, first_group=photos[-1][1] + 1)
+    charts = _chart_crops(n // LEVELS, size, rng, first_group=photos[-1][1] + 1) \
+        if recipe.charts else ()
     for pristine, group, scene in itertools.chain(photos, charts):
         kind = kinds[int(rng.integers(len(kinds)))]
         for level in range(LEVELS):
@@ -221,21 +242,31 @@ def _finish(raw: dict, bar, batch: int = 32) -> dict:
     return raw
 
 
-def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
-                      n_per_domain: int = DEFAULT_PER_DOMAIN, progress: bool = True) -> dict:
-    """Generate both domains: ``{"source": {...}, "target": {...}, "meta": {...}}``.
+def recipe_of(version: str = DEFAULT_RECIPE) -> Recipe:
+    """The ``Recipe`` named ``version`` (``v6``, ``v7``); a ValueError names the known ones."""
+    if version not in RECIPES:
+        raise ValueError(f"unknown embedded dataset version {version!r}; known: {sorted(RECIPES)}")
+    return RECIPES[version]
+
+
+def generate_embedded(*, seed: int = 0, size: int = 0, n_per_domain: int = 0,
+                      version: str = DEFAULT_RECIPE, progress: bool = True) -> dict:
+    """Generate both domains of recipe ``version``: ``{"source": {...}, "target": {...},
+    "meta": {...}}``; ``size`` and ``n_per_domain`` 0 take the recipe's.
 
     Each domain holds ``images`` (N, 3, size, size) uint8, ``scores`` float64 in [0, 1],
     ``groups`` (photo ids) and per-sample metadata (source: ``kind``, ``level``; target:
     ``stages``, ``params``). ``n_per_domain`` is approximate for the source (a multiple of
-    the five levels).
+    the five levels; twice that with the recipe's charts).
     """
-    if int(size) < 16:
+    recipe = recipe_of(version)
+    size, n_per_domain = int(size or recipe.size), int(n_per_domain or recipe.n_per_domain)
+    if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
-    if int(n_per_domain) < LEVELS * len(SOURCE_SCENES):
+    if n_per_domain < LEVELS * len(SOURCE_SCENES):
         raise ValueError(f"n_per_domain must be at least {LEVELS * len(SOURCE_SCENES)} (one "
                          f"crop per source photo at {LEVELS} levels), got {n_per_domain}")
-    src_n = 2 * (n_per_domain // LEVELS) * LEVELS  # photo crops and as many charts
+    src_n = (1 + recipe.charts) * (n_per_domain // LEVELS) * LEVELS
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small per-crop work: extra threads only contend on a busy CPU
     try:
@@ -243,7 +274,7 @@ def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
         with tqdm(total=total, desc="embedded: crops", disable=not progress,
                   unit="img") as bar:
             source = _generate_source(np.random.default_rng([seed, 0]), size, n_per_domain,
-                                      bar)
+                                      bar, recipe)
             target = _generate_target(np.random.default_rng([seed, 1]), size, n_per_domain,
                                       bar, first_group=max(source["groups"]) + 1)
         with tqdm(total=total, desc="embedded: MS-SSIM labels", disable=not progress,
@@ -251,19 +282,21 @@ def generate_embedded(*, seed: int = 0, size: int = DEFAULT_SIZE,
             out = {"source": _finish(source, bar), "target": _finish(target, bar)}
     finally:
         torch.set_num_threads(threads)
-    out["meta"] = {"version": VERSION, "seed": seed, "size": size,
+    out["meta"] = {"version": recipe.version, "seed": seed, "size": size,
                    "n_per_domain": n_per_domain}
     return out
 
 
-def cache_path(cache_dir=None, *, seed: int = 0, size: int = DEFAULT_SIZE,
-               n_per_domain: int = DEFAULT_PER_DOMAIN) -> Path:
-    """``<cache_dir>/embedded-<version>-<seed>-<size>[-n<N>].pt``; default dir
-    ``$FREQALIGN_CACHE`` or ``~/.cache/freqalign``."""
+def cache_path(cache_dir=None, *, seed: int = 0, size: int = 0, n_per_domain: int = 0,
+               version: str = DEFAULT_RECIPE) -> Path:
+    """``<cache_dir>/embedded-<version>-<seed>-<size>[-n<N>].pt`` (size and N 0: the recipe's);
+    default dir ``$FREQALIGN_CACHE`` or ``~/.cache/freqalign``."""
+    recipe = recipe_of(version)
     root = Path(cache_dir or os.environ.get("FREQALIGN_CACHE")
                 or Path.home() / ".cache" / "freqalign").expanduser()
-    suffix = "" if n_per_domain == DEFAULT_PER_DOMAIN else f"-n{n_per_domain}"
-    return root / f"embedded-{VERSION}-{seed}-{size}{suffix}.pt"
+    n = n_per_domain or recipe.n_per_domain
+    suffix = "" if n == recipe.n_per_domain else f"-n{n}"
+    return root / f"embedded-{version}-{seed}-{size or recipe.size}{suffix}.pt"
 
 
 def _to_storable(data: dict) -> dict:
@@ -284,38 +317,43 @@ def _atomic_save(data: dict, path: Path) -> None:
     storage.save(_to_storable(data), path)
 
 
-def load_embedded(domain: str, *, cache_dir=None, seed: int = 0, size: int = DEFAULT_SIZE,
-                  n_per_domain: int = DEFAULT_PER_DOMAIN, progress: bool = True,
+def load_embedded(domain: str, *, cache_dir=None, seed: int = 0, size: int = 0,
+                  n_per_domain: int = 0, version: str = DEFAULT_RECIPE, progress: bool = True,
                   transform=None) -> TensorIQADataset:
-    """The ``domain`` ("source" or "target") of the embedded dataset, generated on first use
-    and cached (see ``cache_path``). Metadata is on ``dataset.meta``."""
+    """The ``domain`` ("source" or "target") of the embedded dataset of recipe ``version``,
+    generated on first use and cached (see ``cache_path``). Metadata is on ``dataset.meta``."""
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-    path = cache_path(cache_dir, seed=seed, size=size, n_per_domain=n_per_domain)
+    path = cache_path(cache_dir, seed=seed, size=size, n_per_domain=n_per_domain,
+                      version=version)
     data = None
     if path.is_file():
         data = _from_storable(storage.load(path))
-        if data.get("meta", {}).get("version") != VERSION:
+        if data.get("meta", {}).get("version") != version:
             data = None
     if data is None:
         data = generate_embedded(seed=seed, size=size, n_per_domain=n_per_domain,
-                                 progress=progress)
+                                 version=version, progress=progress)
         _atomic_save(data, path)
     part = data[domain]
+    prefix = "embedded" if version == DEFAULT_RECIPE else f"embedded-{version}"
     ds = TensorIQADataset(part["images"], part["scores"], part["groups"],
-                          name=f"embedded-{domain}", transform=transform)
+                          name=f"{prefix}-{domain}", transform=transform)
     ds.meta = {k: v for k, v in part.items() if k not in ("images", "scores", "groups")}
     ds.cache_file = str(path)
     return ds
 
 
-def _loader(domain: str):
-    """Registry loader: ``embedded-<domain>[:CACHE_DIR]``; ``image_size`` is the crop size."""
+def _loader(domain: str, version: str):
+    """Registry loader: ``embedded[-<version>]-<domain>[:CACHE_DIR]``; ``image_size`` is the
+    generated side (None: the recipe's)."""
     def load(root: Optional[str], *, image_size=None, cache_dir=None, seed=0, skip_bad=False):
         return load_embedded(domain, cache_dir=root or cache_dir, seed=seed,
-                             size=image_size or DEFAULT_SIZE, n_per_domain=DEFAULT_PER_DOMAIN)
+                             size=image_size or 0, version=version)
     return load
 
 
-register_dataset("embedded-source")(_loader("source"))
-register_dataset("embedded-target")(_loader("target"))
+for _domain in DOMAINS:
+    register_dataset(f"embedded-{_domain}")(_loader(_domain, DEFAULT_RECIPE))
+    for _version in RECIPES:
+        register_dataset(f"embedded-{_version}-{_domain}")(_loader(_domain, _version))

@@ -173,6 +173,7 @@ class FreqAlignNet(nn.Module):
         self.regressor = mlp(c, regressor_hidden, 1, 0.0)
         self.pool = FreqPool(grid=grid)  # the discriminator's pooling: moved by set_window
         self.discriminator = mlp(c, disc_hidden, 2, dropout)
+        self.from_stem = False
 
     def set_window(self, position, size: int):
         """Discriminator pools at zigzag positions ``position..+size``; ``None`` means GAP (DANN)."""
@@ -182,7 +183,9 @@ class FreqAlignNet(nn.Module):
             self.pool.set_window(int(position), int(size))
 
     def features(self, x):
-        return self.backbone(x)
+        """Backbone features of images, or of cached stem outputs when ``from_stem`` is set
+        (``method.stem_cache``; the backbone then runs its trunk only)."""
+        return self.backbone.trunk(x) if self.from_stem else self.backbone(x)
 
     def quality(self, features):
         """``(score in [0, 1] (B,), GAP features (B, C))`` from backbone features."""
@@ -190,20 +193,30 @@ class FreqAlignNet(nn.Module):
         return torch.sigmoid(self.regressor(g)).squeeze(1), g
 
     def forward(self, x, lam: float = 0.0):
-        f = self.backbone(x)
+        f = self.features(x)
         score, g = self.quality(f)
         logit = self.discriminator(grad_reverse(self.pool(f), lam)).squeeze(1)
         return score, logit, g
 
 
-def build_model(cfg) -> FreqAlignNet:
-    """The model a config asks for (``backbone``: ``small-cnn`` or ``resnet50``)."""
+BACKBONES = ("small-cnn", "resnet50", "efficientnet-lite0")
+
+
+def build_backbone(cfg) -> nn.Module:
+    """The backbone a config asks for (``BACKBONES``)."""
     if cfg.backbone == "small-cnn":
-        backbone = SmallCNN(cfg.cnn_width, cfg.cnn_downsample)
-    elif cfg.backbone == "resnet50":
-        backbone = ResNet50Features(cfg.backbone_weights)
-    else:
-        raise ConfigError(f"backbone must be 'small-cnn' or 'resnet50', got {cfg.backbone!r}")
+        return SmallCNN(cfg.cnn_width, cfg.cnn_downsample)
+    if cfg.backbone == "resnet50":
+        return ResNet50Features(cfg.backbone_weights)
+    if cfg.backbone == "efficientnet-lite0":
+        from .efficientnet_lite import EfficientNetLite0Features
+        return EfficientNetLite0Features(cfg.frozen_blocks, cfg.backbone_weights)
+    raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {cfg.backbone!r}")
+
+
+def build_model(cfg) -> FreqAlignNet:
+    """The model a config asks for (``backbone``: one of ``BACKBONES``)."""
+    backbone = build_backbone(cfg)
     if backbone.out_channels % cfg.window_size != 0:
         raise ConfigError(f"window_size={cfg.window_size} must divide the backbone's "
                          f"{backbone.out_channels} channels (grouped frequency pooling)")

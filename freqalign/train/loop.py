@@ -17,6 +17,7 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from ..data.domains import load_data
+from ..method import stem_cache
 from ..method.search import jitter
 from . import checkpoint, distributed
 from .checkpoint import RunFiles
@@ -65,7 +66,7 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
 
         # -- one step
         x, y, n_labelled = next_batch(stage.batches, state.streams, state.generators["augment"],
-                                      cfg, device)
+                                      cfg, device, model.from_stem)
         step_losses = losses(learner.net, x, y, n_labelled, stage.batches is Batches.BOTH, cfg,
                              lam)
         update(learner.opt, step_losses.total)
@@ -111,12 +112,13 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
 
 
 def load_data_once(run: Run) -> tuple:
-    """``freqalign.data.domains.load_data``: process 0 generates and caches the data first, the
-    others then read its cache."""
+    """``freqalign.data.domains.load_data``: process 0 generates and caches the data (and the
+    stem cache, ``method.stem_cache``) first, the others then read its caches."""
+    wrap = stem_cache.wrapper(run.cfg, run.device, progress=run.main and run.cfg.progress)
     if run.main:
-        loaded = load_data(run.cfg)
+        loaded = load_data(run.cfg, wrap)
     distributed.barrier()
-    return loaded if run.main else load_data(run.cfg)
+    return loaded if run.main else load_data(run.cfg, wrap)
 
 
 def place_window(run: Run, state: RunState, learner: Learner, evaluator: Evaluator,

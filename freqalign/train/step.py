@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..method.criteria import SOURCE, TARGET
+from ..method import stem_cache
 from ..method.model import build_model, check_grid
 from . import distributed
 from .batches import BatchStream, crop_batch
@@ -38,8 +39,10 @@ def make_learner(cfg, device, world: int = 1) -> Learner:
     regressor, discriminator (``disc_lr_scale``)."""
     model = build_model(cfg).to(device)
     feature_hw = check_grid(model, cfg)
+    model.from_stem = stem_cache.enabled(cfg)  # batches are then cached stem outputs
     opt = torch.optim.AdamW([
-        {"params": model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
+        {"params": [p for p in model.backbone.parameters() if p.requires_grad],
+         "lr": cfg.lr * cfg.backbone_lr_scale},
         {"params": model.regressor.parameters(), "lr": cfg.lr},
         {"params": model.discriminator.parameters(), "lr": cfg.lr * cfg.disc_lr_scale}],
         weight_decay=cfg.weight_decay)
@@ -48,10 +51,11 @@ def make_learner(cfg, device, world: int = 1) -> Learner:
 
 
 def next_batch(batches: Batches, streams: Dict[str, BatchStream], generator: torch.Generator,
-               cfg, device) -> Tuple[torch.Tensor, torch.Tensor, int]:
+               cfg, device, from_stem: bool = False) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """``(crops, labels, n_labelled)``: the next batch of the streams ``batches`` names,
-    randomly cropped (and flipped, rotated) with ``generator``. With both domains the labelled
-    source crops come first and the target's labels are never read."""
+    randomly cropped (and flipped, rotated) with ``generator``, or with ``from_stem`` one random
+    view of each image's cached stem outputs. With both domains the labelled source crops come
+    first and the target's labels are never read."""
     if batches is Batches.BOTH:
         images, y = next(streams["src"])
         images_t, _ = next(streams["tgt"])
@@ -59,7 +63,9 @@ def next_batch(batches: Batches, streams: Dict[str, BatchStream], generator: tor
     else:  # supervised: source labels, or target labels for the oracle (the ceiling)
         images, y = next(streams["src" if batches is Batches.SOURCE else "tgt"])
         n_labelled = len(images)
-    x = crop_batch(images, cfg.image_size, generator, cfg.hflip, cfg.rot90).to(device)
+    x = stem_cache.pick_views(images, generator) if from_stem else \
+        crop_batch(images, cfg.image_size, generator, cfg.hflip, cfg.rot90)
+    x = x.to(device)
     return x, y.to(device), n_labelled
 
 
