@@ -115,10 +115,15 @@ def cmd_compare(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from .train.study import study
-
     cfg = _make_config(args)
     out = args.out or os.path.join("runs", f"study-{cfg.preset}")
+    if args.map:
+        from .train.freq_map import transfer_map
+
+        print(transfer_map(cfg, out, checkpoint=args.checkpoint))
+        return 0
+    from .train.study import study
+
     print(study(cfg, out, seeds=args.seeds, first_seed=args.first_seed, stride=args.stride,
                 warmups=args.warmups))
     return 0
@@ -212,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmups", default="", metavar="DIR",
                    help="start each seed from the source warm-up of a `freqalign compare` run "
                    "of the same config in DIR (saves training it again)")
+    p.add_argument("--map", action="store_true",
+                   help="instead: the per-frequency transfer map of the frozen backbone (seconds; "
+                   "no training) -> study_map.json/.md/.png")
+    p.add_argument("--checkpoint", default="", metavar="PT",
+                   help="with --map: a run's checkpoint to map instead of the backbone as built")
     p.add_argument("--out", default="", help="folder (default runs/study-PRESET)")
     p.set_defaults(func=cmd_study)
 

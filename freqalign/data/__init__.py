@@ -1,5 +1,5 @@
 """IQA datasets: the base classes, content-disjoint splits, the registry and the embedded
-synthetic-to-authentic dataset (DESIGN section 5).
+synthetic-to-authentic dataset (docs/design.md section 5).
 
 >>> from freqalign.data import open_dataset, split_by_group
 >>> source = open_dataset("embedded-source")            # doctest: +SKIP

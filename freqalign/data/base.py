@@ -1,4 +1,4 @@
-"""IQA dataset base classes and tensor transforms (DESIGN section 5).
+"""IQA dataset base classes and tensor transforms (docs/design.md section 5).
 
 Every dataset yields ``(image, score)``: ``image`` a float32 tensor (3, h, w) in [0, 1] and
 ``score`` a float32 scalar in [0, 1], higher = better (pyiqa's normalised-MOS convention).

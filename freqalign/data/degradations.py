@@ -1,4 +1,4 @@
-"""Degradations for the embedded dataset (DESIGN section 5).
+"""Degradations for the embedded dataset (docs/design.md section 5).
 
 Images are float32 numpy arrays (h, w, 3) in [0, 1], sRGB. Two families, chosen so that the
 two domains differ in kind, not only in content:
@@ -7,7 +7,7 @@ two domains differ in kind, not only in content:
   style (``fn(image, level, rng)``, level 0 = mildest .. 4 = strongest), applied in sRGB.
   (v6 dropped KADID's saturation change: from one crop a blind model cannot tell a
   desaturated photo from a pale one, measured held-out SRCC 0.03-0.26 on that kind, and the
-  target pipeline changes no colours; see ``benchmarks/results/learning.md``.)
+  target pipeline changes no colours; see ``benchmarks/results/method/learning.md``.)
 - ``camera_pipeline``: an in-camera chain of 1-4 degradations with random continuous
   parameters, applied in linear light: exposure error (over: highlight clipping; under:
   less light, then ISO gain that amplifies the sensor noise), defocus or motion blur,

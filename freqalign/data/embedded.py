@@ -1,7 +1,7 @@
 """The embedded dataset: a synthetic-to-authentic shift from scikit-image's own photos.
 
 Built offline from public-domain photos shipped inside the ``skimage/data`` folder
-(DESIGN section 5). Two domains with disjoint photos:
+(docs/design.md section 5). Two domains with disjoint photos:
 
 - ``source``: every pristine crop (photo crops, and as many dead-leaves charts: v6) gets one
   synthetic distortion type

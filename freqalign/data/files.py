@@ -1,4 +1,4 @@
-"""Datasets of image files on disk, read lazily with PIL (DESIGN section 5).
+"""Datasets of image files on disk, read lazily with PIL (docs/design.md section 5).
 
 ``ImageFileDataset`` holds paths, normalised scores and groups; an image is decoded only when
 it is indexed. Missing files are found when the dataset is built (one ``stat`` per file);

@@ -1,4 +1,4 @@
-"""The FreqAlign model (DESIGN section 4): backbone -> features F (B, C, H, W); a quality
+"""The FreqAlign model (docs/design.md section 4): backbone -> features F (B, C, H, W); a quality
 regressor on GAP(F); a domain discriminator on FreqPool(window)(F) behind gradient reversal.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ class SmallCNN(nn.Module):
     ``width`` channels. The 3x3 stem replaced a 4x4 stride-4 patch stem, which averaged away
     the pixel-level cues (noise, JPEG blocks, quantisation steps) that quality depends on:
     held-out source SRCC 0.58 -> 0.73 with everything else equal
-    (``benchmarks/results/learning.md``).
+    (``benchmarks/results/method/learning.md``).
     """
 
     def __init__(self, width: int = 64, downsample: int = 3):

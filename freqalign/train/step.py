@@ -1,5 +1,5 @@
 """One training step: the optimiser, a batch, the losses and the update. The trainer's loop and
-the GPU training check (``benchmarks/gpu_train_check.py``) both run these."""
+the GPU training check (``benchmarks/gpu/gpu_train_check.py``) both run these."""
 from __future__ import annotations
 
 from dataclasses import dataclass
