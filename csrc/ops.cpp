@@ -21,4 +21,10 @@ TORCH_LIBRARY(freqalign, m) {
   m.def("pool_forward(Tensor x, Tensor filters, bool grouped) -> Tensor");
   // The adjoint of pool_forward: grad (B, C) or (B, C, K) -> (B, C, H, W).
   m.def("pool_backward(Tensor grad, Tensor filters, bool grouped) -> Tensor");
+  // FcaNet attention, fused: y = x * sigmoid(w2 @ relu(w1 @ pool(x))); also returns the (B, C)
+  // pooled input, (B, hidden) hidden layer and (B, C) attention that the backward reuses.
+  m.def("ms_attention(Tensor x, Tensor filters, Tensor w1, Tensor w2) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Its backward: (grad_x, grad_w1, grad_w2) from grad, x and the forward's (B, C) tensors.
+  m.def("ms_attention_backward(Tensor grad, Tensor x, Tensor filters, Tensor w1, Tensor w2, Tensor pooled, "
+        "Tensor hidden, Tensor att) -> (Tensor, Tensor, Tensor)");
 }
