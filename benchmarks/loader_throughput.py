@@ -34,7 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))
 import torch  # noqa: E402
 
 from freqalign.data.files import fit_size, pil_to_tensor, read_rgb  # noqa: E402
-from freqalign.train.batches import BatchStream, crop_batch, open_images  # noqa: E402
+from freqalign.data.domains import open_images  # noqa: E402
+from freqalign.train.batches import BatchStream, crop_batch  # noqa: E402
 from freqalign.train.config import make_config  # noqa: E402
 
 CONFIG = "configs/kadid10k-to-koniq10k.yaml"  # the paper setting: data_size 512, crops 224

@@ -42,7 +42,8 @@ def _scores_file(text: str) -> str:
 def _config_args(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--config", default="", help="YAML file of config keys")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="smoke (<1 min on 2 cores), demo (default, about 4 min), paper (ResNet-50)")
+                   help="smoke (<1 min on 2 cores), demo (default: pretrained EfficientNet-Lite0, about 4 min "
+                   "after its caches), scratch (the from-scratch CNN), paper (ResNet-50)")
     if method:
         p.add_argument("--method", choices=METHODS, default=None, help="default: freqalign")
     p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")

@@ -35,7 +35,7 @@ def test_presets_validate(preset):
     assert cfg.preset == preset and Plan(cfg).total > 0
 
 
-@pytest.mark.parametrize("preset", ["smoke", "demo"])
+@pytest.mark.parametrize("preset", ["smoke", "demo", "scratch"])
 def test_config_files_match_presets(preset):
     with open(os.path.join(ROOT, "configs", f"{preset}.yaml")) as fh:
         assert make_config(preset).to_dict() == yaml.safe_load(fh)

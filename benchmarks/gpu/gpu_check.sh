@@ -209,7 +209,7 @@ if (( DRY )); then  # the same CLI on the CPU, on a tiny CSV dataset and a few s
     > "$LOGS/smoke_data.log" 2>&1
   run_section smoke "$(min 60 $((TESTS_DEADLINE - $(elapsed))))" "$PY" -m freqalign train --preset smoke \
     --device cpu --seed 0 --out "$WORK/smoke_run" "source=csv:$WORK/tiny/source/labels.csv" \
-    "target=csv:$WORK/tiny/target/labels.csv" warmup_steps=2 dann_warmup_steps=1 search_steps=1 search_step=40 \
+    "target=csv:$WORK/tiny/target/labels.csv" warmup_steps=2 dann_warmup_steps=1 steps_per_position=1 search_stride=40 \
     finetune_steps=1 eval_every=2 checkpoint_every=2 log_every=1 criterion_max_samples=16 domain_fit_steps=3 \
     threads=1 progress=false &
 else  # the smoke preset as it ships (the embedded dataset is generated on first use)

@@ -23,7 +23,7 @@ import torch
 from freqalign.data.splits import split_by_group
 from freqalign.method.efficientnet_lite import load_pretrained, preprocess
 from freqalign.method.features import dataset_statistics, feature_matrix
-from freqalign.method.search import ridge_fit
+from freqalign.method.ridge import ridge_fit
 from freqalign.metrics import srcc
 
 PENALTIES = (1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -56,10 +56,11 @@ def head_features(images: torch.Tensor, batch: int = 64) -> torch.Tensor:
 def ridge_rows(xs, xt, ys, yt, s, t) -> dict:
     """Source-fit ridge (penalty chosen on src val) and target-fit oracle ridge; ``s`` and
     ``t`` are the row indices of each split."""
-    best = max(PENALTIES, key=lambda l2: srcc(ridge_fit(xs[s["train"]], ys[s["train"]], l2)(
+    n = len(s["train"])
+    best = max(PENALTIES, key=lambda l2: srcc(ridge_fit(xs[s["train"]], ys[s["train"]], l2 * n)(
         xs[s["val"]]), ys[s["val"]]))
-    f = ridge_fit(xs[s["train"]], ys[s["train"]], best)
-    o = ridge_fit(xt[t["train"]], yt[t["train"]], best)
+    f = ridge_fit(xs[s["train"]], ys[s["train"]], best * n)
+    o = ridge_fit(xt[t["train"]], yt[t["train"]], best * len(t["train"]))
     return {"l2": best, "source_only_target": srcc(f(xt[t["test"]]), yt[t["test"]]),
             "source_only_source_val": srcc(f(xs[s["val"]]), ys[s["val"]]),
             "oracle_target": srcc(o(xt[t["test"]]), yt[t["test"]]), "predict": f}

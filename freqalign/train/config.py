@@ -173,7 +173,15 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   warmup_steps=20, dann_warmup_steps=6, search_stride=9, steps_per_position=4,
                   finetune_steps=10, eval_every=10, checkpoint_every=5, log_every=10,
                   criterion_max_samples=128, domain_fit_steps=30, eval_crops=1),
-    "demo": dict(preset="demo", disc_hidden=256),  # the defaults, a smaller discriminator
+    # the pretrained regime (docs/design.md section 5; benchmarks/results/method/benchmark.md)
+    "demo": dict(preset="demo", backbone="efficientnet-lite0", source="embedded-v7-source",
+                 target="embedded-v7-target", image_size=224, frozen_blocks=15,
+                 feature_cache=True, rot90=False, disc_hidden=1024, lr=1e-3,
+                 backbone_lr_scale=1.0, warmup_steps=600, dann_warmup_steps=50,
+                 search_stride=5, steps_per_position=30, finetune_steps=150, eval_every=200,
+                 checkpoint_every=200, log_every=50),
+    # the from-scratch CNN on 64 x 64 crops of the v6 data: the demo before the pretrained regime
+    "scratch": dict(preset="scratch", disc_hidden=256),
     "paper": dict(preset="paper", backbone="resnet50", image_size=224, cnn_width=2048,
                   window_size=16, disc_hidden=1024, batch_size=32, lr=1e-4,
                   backbone_lr_scale=0.1, warmup_steps=3000, dann_warmup_steps=1000,
