@@ -1,6 +1,6 @@
 """The passes of the Triton multi-spectral attention (``freqalign::triton_attention_scale`` and
 ``freqalign::triton_attention_reduce``), composed with the grouped pooling of ``pool.py`` into
-``freqalign::triton_ms_attention`` by ``freqalign/ops/ms_attention.py``.
+``freqalign::triton_ms_attention`` by ``freqalign/ops/fused_attention.py``.
 
 Both take dense x in one of two layouts, told apart by the strides: NCHW (H*W contiguous per
 channel) or channels_last (C contiguous per pixel); the output has the input's strides.

@@ -2,9 +2,9 @@
 import torch
 
 from ..backend import load, register_backend
-from . import compiled, ms_attention as _ms_attention, torch_ref, triton_backend
+from . import compiled, fused_attention, torch_ref, triton_backend
 from .dct import dct2d, idct2d
-from .ms_attention import ms_attention
+from .fused_attention import ms_attention
 from .pool import freq_pool
 
 register_backend("torch", torch_ref.load)
@@ -20,6 +20,6 @@ load("cpu")
 if torch.cuda.is_available():
     load("cuda")
     load("triton")
-_ms_attention.load_loaded_families()
+fused_attention.load_loaded_families()
 
 __all__ = ["dct2d", "idct2d", "freq_pool", "ms_attention"]

@@ -152,14 +152,21 @@ def _triton_ops():
 
 
 _FAMILIES = {"torch": _torch_ops, "cpu": _compiled_ops, "cuda": _compiled_ops, "triton": _triton_ops}
+_OPS = {}  # backend name -> (forward, backward), filled once per family outside compiled regions
+
+
+def _family(name: str):
+    if name not in _OPS:
+        _OPS[name] = _FAMILIES[name]()
+    return _OPS[name]
 
 
 def load_loaded_families() -> None:
     """Register the attention ops of every backend loaded so far (as ``import freqalign.ops`` loads
     backends: torch.compile cannot trace a first registration)."""
-    for name, family in _FAMILIES.items():
+    for name in _FAMILIES:
         if backend.load(name) is not None:
-            family()
+            _family(name)
 
 
 def kernel_op(x: torch.Tensor):
@@ -168,7 +175,7 @@ def kernel_op(x: torch.Tensor):
     name = next(n for n in backend.BACKEND_NAMES if backend.load(n) is chosen)
     if name == "triton" and x.dtype == torch.float64:
         name = "torch"
-    return _FAMILIES[name]()[0]
+    return _family(name)[0]
 
 
 def ms_attention(x: torch.Tensor, freqs, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
