@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import freqalign
+from attention_checks import check_ms_attention, make_case as make_attention_case
 from freqalign import backend
 from freqalign.basis import dct_matrix, pool_filters
 from kernel_checks import (assert_dct, autocast_ops, check_autocast, check_autocast_backward, check_dct_roundtrip,
@@ -254,3 +255,29 @@ def test_ops_on_a_gpu_other_than_the_current_one(gpu_backend):
         for grouped in (True, False):
             check_pool((2, 12, 14, 13), 4, grouped, "ortho", torch.bfloat16, "cuda:1", gpu_backend)
         assert torch.cuda.current_device() == 0
+
+
+# -- the fused attention op (issue #18) ----------------------------------------------------------
+
+ATTENTION_SHAPES = [(2, 16, 7, 7), (3, 64, 14, 13), (2, 2048, 7, 7), (2, 256, 56, 56)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float64], ids=str)
+@pytest.mark.parametrize("how", ["nchw", "channels_last", "sliced"])
+@pytest.mark.parametrize("shape", ATTENTION_SHAPES, ids=str)
+def test_ms_attention(gpu_backend, shape, how, dtype):
+    """Output and gradients against the float64 reference within the derived bound
+    (tests/attention_checks.py), in every layout."""
+    fmt = torch.channels_last if how == "channels_last" else torch.contiguous_format
+    check_ms_attention(shape, dtype, "cuda", fmt=fmt, sliced=how == "sliced", truncates=gpu_backend == "triton")
+
+
+def test_ms_attention_gradcheck_and_compile(gpu_backend):
+    """float64 gradcheck, and torch.compile(fullgraph) of the layer equal to eager."""
+    x, _, w1, w2, freqs = make_attention_case((2, 8, 5, 6), torch.float64, "cuda", seed=3)
+    args = tuple(t.double().requires_grad_(True) for t in (x, w1, w2))
+    assert torch.autograd.gradcheck(lambda a, b, c: freqalign.ops.ms_attention(a, freqs, b, c), args)
+    torch._dynamo.reset()
+    layer = freqalign.MultiSpectralAttention(64, reduction=4).cuda()
+    x = make_input((4, 64, 14, 14), torch.float32, "cuda", seed=5)
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x), rtol=1e-6, atol=1e-6)
