@@ -177,6 +177,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "demo": dict(preset="demo", backbone="efficientnet-lite0", source="embedded-v7-source",
                  target="embedded-v7-target", image_size=224, frozen_blocks=15,
                  feature_cache=True, hflip=False, rot90=False, disc_hidden=1024, lr=1e-3,
+                 batch_size=16,
                  backbone_lr_scale=1.0, warmup_steps=600, dann_warmup_steps=50,
                  search_stride=5, steps_per_position=20, finetune_steps=100, eval_every=200,
                  checkpoint_every=200, log_every=50),
