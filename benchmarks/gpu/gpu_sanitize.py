@@ -1,7 +1,7 @@
 """Driver for ``compute-sanitizer`` (memcheck, racecheck) on one backend's kernels (issue #11).
 
-Runs every kernel of the backend (``dct2d``/``idct2d`` and ``freq_pool`` grouped and ungrouped,
-forward and backward) once per case at small, odd shapes that reach the edge paths: 7x7 and
+Runs every kernel of the backend (``dct2d``/``idct2d``, ``freq_pool`` grouped and ungrouped, and
+the fused attention ``ms_attention``, forward and backward) once per case at small, odd shapes that reach the edge paths: 7x7 and
 3x5 maps, 13 channels (no vector width divides it), channels_last, a misaligned start, the
 4-lanes-per-row pooling path (4x4, 8x8), the split reduction (few channels, 56x56), float64 at
 64x64 (the transform's large dynamic shared memory). Each output is compared with the
@@ -65,7 +65,20 @@ def cases(dry: bool):
         for grouped in (True, False):
             out.append((f"freq_pool {tuple(shape)} {dtype} {layout} K={k} grouped={grouped}", "freq_pool", shape,
                         dtype, layout, k, grouped))
+    attention = [((2, 16, 7, 7), "fp32", "contiguous", 4), ((2, 16, 7, 7), "bf16", "channels_last", 4),
+                 ((2, 13, 3, 5), "fp16", "misaligned", 1), ((2, 16, 5, 5), "fp64", "channels_last", 2),
+                 ((1, 32, 56, 56) if not dry else (1, 32, 12, 12), "fp32", "channels_last", 16)]
+    for shape, dtype, layout, k in attention:
+        out.append((f"ms_attention {tuple(shape)} {dtype} {layout} K={k}", "ms_attention", shape, dtype, layout, k,
+                    True))
     return out
+
+
+def attention_fn(channels, freqs, seed):
+    """``ms_attention`` at ``freqs`` with seeded FC weights (hidden 4) cast to the input's place."""
+    gen = torch.Generator().manual_seed(seed)
+    w1, w2 = torch.randn(4, channels, generator=gen), torch.randn(channels, 4, generator=gen)
+    return lambda t: freqalign.ops.ms_attention(t, freqs, w1.to(t.device), w2.to(t.device))
 
 
 def frequencies(height, width, k):
@@ -79,6 +92,8 @@ def run_case(op, shape, dtype, layout, k, grouped, backend, device, seed):
     if op == "freq_pool":
         freqs = frequencies(shape[-2], shape[-1], k)
         fn = lambda t: freqalign.freq_pool(t, freqs, grouped=grouped)  # noqa: E731
+    elif op == "ms_attention":
+        fn = attention_fn(shape[1], frequencies(shape[-2], shape[-1], k), seed)
     else:
         fn = getattr(freqalign, op)
     with freqalign.use_backend(backend):
