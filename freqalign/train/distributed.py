@@ -45,6 +45,9 @@ def start(cfg):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
+    # memory: a debugging aid that changes no result and took 30% of a pretrained-trunk step
+    torch.utils.deterministic.fill_uninitialized_memory = False
     seed = process_seed(cfg.seed, rank)
     random.seed(seed)
     np.random.seed(seed)
