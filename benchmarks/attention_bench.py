@@ -11,9 +11,11 @@ Variants (same FC weights per shape):
 - ``compiled-fcanet``: ``torch.compile`` of FcaNet's formulation (``tests/fcanet_reference.py``);
 - ``compiled-se``: ``torch.compile`` of ``x * sigmoid(fc(x.mean((2, 3))))``.
 
-Floors: bytes each op moves (forward: read x twice, write y; backward: read grad and x, then
-read grad and write grad_x) over the copy bandwidth measured on the same tensor
-(``y.copy_(x)``: read + write). Variants run interleaved rep by rep (shuffled); medians, and
+Floors: bytes each op moves over the copy bandwidth measured on the same tensor. The forward
+reads x twice and writes a new y: the floor is a clone of x (read + write into a fresh
+allocation, whose first-touch page faults every new output pays) plus one more read (half an
+in-place ``copy_``); the backward reads grad and x, then grad again, and writes a new grad_x: a
+clone plus two reads (one ``copy_``). Variants run interleaved rep by rep (shuffled); medians, and
 ratios as medians of per-rep ratios.
 
     python benchmarks/attention_bench.py                 # CPU, batch 16
@@ -109,7 +111,7 @@ def op_steps(layer, x, grad):
     copy_out = torch.empty_like(x)
     return {"forward op": lambda: forward(x, filters, w1, w2),
             "backward op": lambda: backward(grad, x, filters, w1, w2, *saved[1:]),
-            "copy": lambda: copy_out.copy_(x)}
+            "copy": lambda: copy_out.copy_(x), "clone": lambda: x.clone()}
 
 
 def measure(steps, device, reps, seed):
@@ -148,9 +150,9 @@ def main(argv=None) -> int:
         times = measure(steps, device, args.reps, stage)
         for name in times:
             total.setdefault(name, []).append(statistics.median(times[name]))
-        # floors: forward moves 3 tensors, backward 4; the copy moves 2
-        fwd_floor = ratio(times, "forward op", "copy") / 1.5
-        bwd_floor = ratio(times, "backward op", "copy") / 2.0
+        floor = lambda name, reads: statistics.median(  # noqa: E731 - per rep: op / (clone + reads/2 copies)
+            t / (c + reads * k / 2) for t, c, k in zip(times[name], times["clone"], times["copy"]))
+        fwd_floor, bwd_floor = floor("forward op", 1), floor("backward op", 2)
         cmp = [f"{ratio(times, 'fused-fcanet', b):.3f}" if b in times else "-"
                for b in ("fused-se", "compiled-fcanet", "compiled-se", "compiled-fused-fcanet")]
         lines.append(f"| {channels} x {size} x {size} | {statistics.median(times['fused-fcanet']) * 1e3:.1f} | "
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
         print(lines[-1], flush=True)
     lines += ["", "Per-variant sums over the four shapes (ms; the 16 layers of FcaNet-ResNet-50 are 3, 4, 6 and 3 "
               "of these): " + ", ".join(f"{n} {sum(v) * 1e3:.1f}" for n, v in total.items() if "op" not in n
-                                      and n != "copy") + ".",
+                                      and n not in ("copy", "clone")) + ".",
               f"Load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}."]
     report = "\n".join(lines)
     print(report)

@@ -31,8 +31,9 @@
 #            until 210) | smoke trainer (limit 150) | env (nvidia-smi, versions, tools)
 #   build+   tests cuda (xdist) | compute-sanitizer memcheck, then racecheck (until 210)
 #   210-     trainer, paper configuration (limit min(90, left - 110))
-#   then     FcaNet-ResNet-50 vs ResNet-50, batch 128, eager (limit min(30, left - 75))
-#   then     kernel benchmark in what is left, >= 60 s (bf16 key shapes first); report
+#   then     ResNet-50 / SE / FcaNet-ResNet-50, batch 128, eager (limit min(30, left - 80)), then
+#            the fused FcaNet layer vs SE at the four stage shapes (limit min(15, left - 65))
+#   then     kernel benchmark in what is left, >= 50 s (bf16 key shapes first); report
 # (210 = GPU_CHECK_SECONDS - 150: train, model, bench and the report keep 150 s whatever runs late.)
 #
 # Interpreter: $PYTHON if set (and it imports torch), else python3, else python. CUDA_HOME: the
@@ -308,14 +309,19 @@ else
     --out "$LOGS/train.json"
 fi
 snapshot
-# FcaNet-ResNet-50 against ResNet-50 (issue 12): training steps at batch 128, eager layers only
-# (compiling three ResNet-50s would take minutes)
+# ResNet-50, SE-ResNet-50 and FcaNet-ResNet-50 (issues 12, 18): training steps at batch 128, eager
+# layers only (compiling four ResNet-50s would take minutes); then the fused FcaNet layer against SE
+# and the copy-bandwidth floor at the four stage shapes (issue 18)
 if (( DRY )); then
   run_section model 60 "$PY" benchmarks/model_bench.py --device cpu --batch 1 --size 224 --reps 1 \
     --warmup 1 --no-compile --out "$WORK/bench/model_bench.md"
+  run_section attention 60 "$PY" benchmarks/attention_bench.py --device cpu --batch 1 --reps 1 --no-compile \
+    --out "$WORK/bench/attention_bench.md"
 else
-  run_section model "$(min 30 $(( $(left) - 75 )))" "$PY" benchmarks/model_bench.py --device cuda \
+  run_section model "$(min 30 $(( $(left) - 80 )))" "$PY" benchmarks/model_bench.py --device cuda \
     --batch 128 --reps 5 --no-compile --out "$WORK/bench/model_bench.md"
+  run_section attention "$(min 15 $(( $(left) - 65 )))" "$PY" benchmarks/attention_bench.py --device cuda \
+    --batch 128 --reps 9 --no-compile --out "$WORK/bench/attention_bench.md"
 fi
 snapshot
 if (( DRY )); then

@@ -30,7 +30,8 @@ SECTIONS = [  # (name, title), in the order of the report
     ("sanitize_racecheck", "compute-sanitizer racecheck, cuda backend"),
     ("smoke", "Trainer on CUDA: `freqalign train --preset smoke`"),
     ("train", "Trainer on CUDA: paper configuration, a few steps"),
-    ("model", "FcaNet-ResNet-50 vs ResNet-50, batch 128 (model_bench.py)"),
+    ("model", "ResNet-50, SE-ResNet-50 and FcaNet-ResNet-50, batch 128 (model_bench.py)"),
+    ("attention", "The fused FcaNet layer vs SE at the four stage shapes, batch 128 (attention_bench.py)"),
     ("bench", "Kernel benchmark (gpu_bench.py)"),
 ]
 MAX_FILES, MAX_DEPTH = 8, 2
@@ -354,7 +355,7 @@ def main(argv=None) -> int:
     report = build(args.work, args.budget, args.elapsed, args.dry_run)
     report["out_problems"] = check_out(args.out)
     bench_md = "\n\n".join(text for text in (_read(os.path.join(args.work, "bench", name))
-                                               for name in ("bench.md", "model_bench.md")) if text)
+                                               for name in ("bench.md", "model_bench.md", "attention_bench.md")) if text)
     os.makedirs(args.out, exist_ok=True)
     texts = (("h200.json", json.dumps(report, indent=1, default=str)), ("h200.md", markdown(report, bench_md)))
     for name, text in texts:
