@@ -64,7 +64,8 @@ def parse_args(argv=None):
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--out", default="-", help="markdown report path ('-': stdout only)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kernels" / "attention_bench.md"),
+                        help="markdown report path ('-': stdout only)")
     args = parser.parse_args(argv)
     args.batch = args.batch or (128 if args.device.startswith("cuda") else 16)
     return args
