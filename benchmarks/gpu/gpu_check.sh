@@ -314,7 +314,7 @@ snapshot
 # and the copy-bandwidth floor at the four stage shapes (issue 18)
 if (( DRY )); then
   run_section model 60 "$PY" benchmarks/model_bench.py --device cpu --batch 1 --size 224 --reps 1 \
-    --warmup 1 --no-compile --out "$WORK/bench/model_bench.md"
+    --warmup 1 --no-compile --no-peak --out "$WORK/bench/model_bench.md"
   run_section attention 60 "$PY" benchmarks/attention_bench.py --device cpu --batch 1 --reps 1 --no-compile \
     --out "$WORK/bench/attention_bench.md"
 else
