@@ -22,6 +22,7 @@ from torch import nn
 
 from .. import storage
 from ..errors import CheckpointError, ConfigError, MissingFileError
+from .model import load_checked
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TensorFlow's decay 0.99
@@ -127,18 +128,7 @@ def load_pretrained(path: str = "") -> EfficientNetLite0:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected an EfficientNet-Lite0 state_dict, found a "
                               f"{type(state).__name__}")
-    wanted = set(net.state_dict())
-    missing = sorted(k for k in wanted - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - wanted)
-    if missing or unexpected:
-        raise CheckpointError(f"{path} is not an EfficientNet-Lite0 state_dict: {len(missing)} "
-                              f"weights missing (e.g. {missing[:3]}), {len(unexpected)} "
-                              f"unexpected (e.g. {unexpected[:3]})")
-    try:
-        net.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: shapes do not match EfficientNet-Lite0 "
-                              f"({str(err).splitlines()[-1].strip()})") from None
+    load_checked(net, state, path, "an EfficientNet-Lite0")
     return net.eval()
 
 

@@ -128,21 +128,28 @@ class ResNet50Features(nn.Module):
 
 
 def _load_features(net: nn.Module, state: dict, path: str) -> None:
-    """Load ``state`` into torchvision ResNet-50 ``net`` (all but ``fc``; BatchNorm's
-    ``num_batches_tracked`` may be absent, as in older releases), or raise CheckpointError."""
-    wanted = {k for k in net.state_dict() if not k.startswith("fc.")}
+    """Load ``state`` into torchvision ResNet-50 ``net`` (all but ``fc``), or raise
+    CheckpointError."""
+    load_checked(net, state, f"backbone_weights {path!r}", "a torchvision resnet50",
+                 skip=lambda k: k.startswith("fc."))
+
+
+def load_checked(net: nn.Module, state: dict, where: str, arch: str, skip=lambda k: False) -> None:
+    """Load ``state`` into ``net`` (its keys but those ``skip`` names; BatchNorm's
+    ``num_batches_tracked`` may be absent, as in older releases), or raise a CheckpointError
+    saying, for the file ``where``, which keys are missing or unexpected for ``arch`` (with its article)."""
+    wanted = {k for k in net.state_dict() if not skip(k)}
     missing = sorted(k for k in wanted - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - wanted)
     if missing or unexpected:
         raise CheckpointError(
-            f"backbone_weights {path!r} is not a torchvision resnet50 state_dict: "
-            f"{len(missing)} weights missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:3]})")
+            f"{where} is not {arch} state_dict: {len(missing)} weights missing (e.g. "
+            f"{missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
     try:
         net.load_state_dict(state, strict=False)
     except RuntimeError as err:
-        raise CheckpointError(f"backbone_weights {path!r}: shapes do not match torchvision's "
-                              f"resnet50 ({str(err).splitlines()[-1].strip()})") from None
+        raise CheckpointError(f"{where}: shapes do not match {arch} "
+                              f"({str(err).splitlines()[-1].strip()})") from None
 
 
 def mlp(inp: int, hidden: int, depth: int, dropout: float) -> nn.Sequential:
