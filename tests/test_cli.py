@@ -81,7 +81,7 @@ def test_user_error_in_process_is_one_line(capsys, tmp_path):
     expected = f"freqalign train: error: --config: no such file {str(missing)!r}"
     assert capsys.readouterr().err.splitlines() == [expected]
     assert cli_module.main(["train", "--preset", "smoke", "--device", "tpu", "--out", str(tmp_path)]) == 2
-    assert "--device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert "config device='tpu': must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
 
 
 def test_bugs_keep_their_traceback(monkeypatch):

@@ -6,9 +6,12 @@ comments say which ones are ours.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import re
 import warnings
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -21,6 +24,7 @@ METHODS = tuple(m.value for m in Method)
 CRITERIA = ("dev", "source", "confusion", "oracle")
 SEARCH_MODES = tuple(m.value for m in SearchMode)
 LOSSES = ("l1", "mse")
+ON_NONFINITE = ("stop", "skip")
 # renamed keys (old -> new): the old ones still load, with a deprecation warning
 RENAMED = {"search_step": "search_stride", "search_steps": "steps_per_position"}
 
@@ -94,6 +98,9 @@ class Config:
     weight_decay: float = 1e-4       # AdamW (decoupled)
     alpha: float = 1.0               # DANN schedule lambda(p) = alpha * (2/(1+exp(-10p)) - 1)
     domain_weight: float = 1.0       # weight of the BCE domain loss
+    on_nonfinite: str = "stop"       # a non-finite loss or gradient norm: stop (keeping the last
+    #                                  checkpoint) | skip (drop the step, counted in results.json)
+    max_nonfinite: int = 10          # skip: stop after this many non-finite steps in a row
     # -- stages (optimizer steps) -----------------------------------------------------------
     warmup_steps: int = 4000         # stage 1a: source-only supervised
     dann_warmup_steps: int = 100     # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
@@ -117,40 +124,20 @@ class Config:
     progress: bool = True            # tqdm progress bars
 
     def validate(self) -> "Config":
+        """Check every key against ``ALLOWED`` (its choices or range), then the rules between
+        keys; the first bad one is a one-line ``ConfigError`` naming it and what it allows."""
         def bad(name, msg):
             raise ConfigError(f"config {name}={getattr(self, name)!r}: {msg}")
 
-        if self.method not in METHODS:
-            bad("method", f"must be one of {', '.join(METHODS)}")
-        if self.criterion not in CRITERIA:
-            bad("criterion", f"must be one of {', '.join(CRITERIA)}")
-        if self.best_criterion not in LABEL_FREE:
-            bad("best_criterion", f"must be a label-free criterion: {', '.join(LABEL_FREE)}")
-        if self.search_mode not in SEARCH_MODES:
-            bad("search_mode", f"must be one of {', '.join(SEARCH_MODES)}")
-        if self.loss not in LOSSES:
-            bad("loss", f"must be one of {', '.join(LOSSES)}")
-        if self.backbone not in BACKBONES:
-            bad("backbone", f"must be one of {', '.join(BACKBONES)}")
-        if not 0 <= self.frozen_blocks <= 16:
-            bad("frozen_blocks", "must be in 0..16 (EfficientNet-Lite0's blocks)")
+        for name, allowed in ALLOWED.items():
+            value = getattr(self, name)
+            if not allowed.allows(value):
+                finite = "finite and " if isinstance(value, float) and not math.isfinite(value) else ""
+                bad(name, f"must be {finite}{allowed}")
         if self.method == Method.FREQALIGN and self.search_mode != SearchMode.PROBE and \
                 self.steps_per_position < 1:
             bad("steps_per_position", f"must be at least 1 with search_mode={self.search_mode} "
                 "(each position adapts that many steps); search_mode=probe needs none")
-        if not 0 <= self.lr_warmup <= 1:
-            bad("lr_warmup", "must be a share of warmup_steps in [0, 1]")
-        if self.finetune_from not in ("selected", "last"):
-            bad("finetune_from", "must be 'selected' or 'last'")
-        for name in ("image_size", "batch_size", "eval_batch_size", "eval_crops", "grid",
-                     "window_size", "search_stride", "cnn_width", "regressor_hidden", "disc_hidden",
-                     "checkpoint_every", "log_every", "eval_every", "criterion_max_samples"):
-            if getattr(self, name) < 1:
-                bad(name, "must be at least 1")
-        for name in ("warmup_steps", "dann_warmup_steps", "steps_per_position", "finetune_steps",
-                     "jitter", "workers", "max_per_domain", "threads", "domain_fit_steps", "data_size"):
-            if getattr(self, name) < 0:
-                bad(name, "must be >= 0")
         if not 1 <= self.window_size <= self.grid ** 2:
             bad("window_size", f"must be in 1..{self.grid ** 2} for grid={self.grid}")
         last = self.grid ** 2 - self.window_size
@@ -158,10 +145,9 @@ class Config:
             bad("search_start", f"must be in 0..{last}")
         if self.search_end != -1 and not self.search_start <= self.search_end <= last:
             bad("search_end", f"must be -1 or in {self.search_start}..{last}")
-        fr = self.source_val_fraction, self.target_val_fraction, self.target_test_fraction
-        if not 0 < fr[0] < 1 or not (0 < fr[1] and 0 < fr[2] and fr[1] + fr[2] < 1):
-            raise ConfigError("config fractions: source_val_fraction in (0, 1); target_val_fraction "
-                              "and target_test_fraction positive with a sum below 1")
+        if self.target_val_fraction + self.target_test_fraction >= 1:
+            raise ConfigError("config target_val_fraction + target_test_fraction: must sum to "
+                              "below 1 (the rest is target training data)")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
@@ -194,6 +180,80 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """Numbers from ``low`` to ``high`` (None: no bound; an ``open`` end excluded), finite."""
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def allows(self, value) -> bool:
+        return (isinstance(value, int) or math.isfinite(value)) and \
+            (self.low is None or value > self.low or (value == self.low and not self.open_low)) and \
+            (self.high is None or value < self.high or (value == self.high and not self.open_high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        return f"in {'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
+
+
+@dataclass(frozen=True)
+class Choices:
+    """One of ``values``."""
+    values: tuple
+
+    def allows(self, value) -> bool:
+        return value in self.values
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(yaml.safe_dump(v).split("\n")[0] for v in self.values)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string matching ``regex``, described by ``text``."""
+    regex: str
+    text: str
+
+    def allows(self, value) -> bool:
+        return re.fullmatch(self.regex, value) is not None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+COUNT, POSITIVE, SHARE, SEED = Range(0), Range(1), Range(0, 1), Range(0, 2 ** 32 - 1)
+SCALE, FRACTION, BOOL = Range(0), Range(0, 1, open_low=True, open_high=True), Choices((False, True))
+TEXT = Pattern(r"(?s).*", "any text")
+# what every key allows (``Config.validate`` checks them, then the rules between keys)
+ALLOWED = {
+    "method": Choices(METHODS), "preset": Choices(tuple(PRESETS)), "seed": SEED,
+    "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N"),
+    "deterministic": BOOL, "threads": COUNT, "source": TEXT, "target": TEXT,
+    "image_size": POSITIVE, "data_size": COUNT, "official_split": BOOL, "cache_dir": TEXT,
+    "data_seed": SEED, "source_val_fraction": FRACTION, "target_val_fraction": FRACTION,
+    "target_test_fraction": FRACTION, "max_per_domain": COUNT, "batch_size": POSITIVE,
+    "eval_batch_size": POSITIVE, "eval_crops": POSITIVE, "workers": COUNT, "hflip": BOOL,
+    "rot90": BOOL, "backbone": Choices(BACKBONES), "backbone_weights": TEXT,
+    "frozen_blocks": Range(0, 16), "feature_cache": BOOL, "cnn_width": POSITIVE,
+    "cnn_downsample": POSITIVE, "regressor_hidden": POSITIVE, "disc_hidden": POSITIVE,
+    "dropout": Range(0, 1, open_high=True), "grid": Range(1, 64), "window_size": POSITIVE,
+    "loss": Choices(LOSSES), "lr": Range(0, open_low=True), "lr_warmup": SHARE,
+    "adapt_lr_scale": SCALE, "backbone_lr_scale": SCALE, "disc_lr_scale": SCALE,
+    "weight_decay": SCALE, "alpha": SCALE, "domain_weight": SCALE,
+    "on_nonfinite": Choices(ON_NONFINITE), "max_nonfinite": POSITIVE,
+    "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "search_mode": Choices(SEARCH_MODES),
+    "search_stride": POSITIVE, "search_start": COUNT, "search_end": Range(-1),
+    "steps_per_position": COUNT, "criterion": Choices(CRITERIA),
+    "finetune_from": Choices(("selected", "last")), "finetune_steps": COUNT, "jitter": COUNT,
+    "best_criterion": Choices(LABEL_FREE), "criterion_max_samples": POSITIVE,
+    "domain_fit_steps": COUNT, "eval_every": POSITIVE, "checkpoint_every": POSITIVE,
+    "log_every": POSITIVE, "progress": BOOL,
+}
+
+
 def _coerce(name: str, value, default):
     """Check a value against the field's type (ints accepted for floats)."""
     if isinstance(default, bool):
@@ -209,8 +269,9 @@ def _coerce(name: str, value, default):
     elif isinstance(default, str):
         if value is None:
             value = ""
-        if not isinstance(value, str):
-            value = str(value)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"config {name}: expected a string, got {value!r}")
+        value = str(value)
     return value
 
 
@@ -224,9 +285,10 @@ def apply(cfg: Config, values: Dict[str, Any], where: str) -> Config:
                           FutureWarning, stacklevel=2)
             key = RENAMED[key]
         if key not in known:
-            close = [k for k in known if k.startswith(str(key)[:4])]
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"{where}: unknown config key {key!r}{hint}")
+            close = [k for k in known if k.startswith(str(key)[:4])] or \
+                difflib.get_close_matches(str(key), known, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known keys: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown config key {key!r} ({hint})")
         setattr(cfg, key, _coerce(key, value, getattr(Config(), key)))
     return cfg
 
@@ -284,5 +346,6 @@ def config_from_dict(values: Dict[str, Any]) -> Config:
     return apply(Config(), values, "saved config").validate()
 
 
-__all__ = ["Config", "ConfigError", "PRESETS", "METHODS", "CRITERIA", "make_config", "apply",
+__all__ = ["Config", "ConfigError", "PRESETS", "METHODS", "CRITERIA", "ALLOWED", "Range",
+           "Choices", "Pattern", "make_config", "apply",
            "load_yaml", "parse_overrides", "save_yaml", "config_from_dict"]
