@@ -22,6 +22,10 @@ class CheckpointError(FreqAlignError, ValueError):
     """A checkpoint (or weights file) that is not ours, is damaged, or holds more than data."""
 
 
+class TrainingError(FreqAlignError, RuntimeError):
+    """A run that cannot go on: a non-finite loss, a disk fault, a lost process, a busy folder."""
+
+
 class MissingFileError(FreqAlignError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 
@@ -30,4 +34,5 @@ class UnsupportedModelError(FreqAlignError, ValueError):
     """A model that ``replace_gap`` or ``add_attention`` cannot change (nothing to replace)."""
 
 
-__all__ = ["FreqAlignError", "UnsupportedModelError", "ConfigError", "DatasetError", "CheckpointError", "MissingFileError"]
+__all__ = ["FreqAlignError", "UnsupportedModelError", "ConfigError", "DatasetError", "CheckpointError",
+           "TrainingError", "MissingFileError"]

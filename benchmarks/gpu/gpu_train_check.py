@@ -86,10 +86,10 @@ class Step:
     def __call__(self, autocast_dtype=None):
         ctx = torch.autocast(self.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
         with ctx:  # the forward pass and losses; the update outside autocast
-            loss = losses(self.learner.net, self.x, self.y, self.cfg.batch_size, True, self.cfg,
-                          0.5).total
-        update(self.learner.opt, loss)
-        return loss
+            step = losses(self.learner.net, self.x, self.y, self.cfg.batch_size, True, self.cfg,
+                          0.5)
+        update(self.learner.opt, step)
+        return step.total
 
 
 def sync(device):

@@ -96,6 +96,11 @@ def mean(value: float) -> float:
     return float(t) / dist.get_world_size()
 
 
+def any_process(flag: bool) -> bool:
+    """``flag`` is true in some process (a collective: every rank calls it)."""
+    return mean(float(flag)) > 0
+
+
 def broadcast_buffers(model) -> None:
     """Give every process rank 0's buffers (BatchNorm statistics) before an evaluation."""
     if dist.is_initialized():

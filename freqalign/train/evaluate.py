@@ -123,7 +123,8 @@ class Evaluator:
 def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run: dict) -> dict:
     """``results.json``: the final metrics of predictions ``tgt`` and ``src``, the selected
     window, the search curve and the plan; ``run`` adds ``feature_map``, ``sizes``,
-    ``splits``, ``seconds`` and ``forked_from``."""
+    ``splits``, ``seconds``, ``forked_from`` and ``nonfinite_skipped`` (steps dropped by
+    ``on_nonfinite=skip``)."""
     target = {k: v for k, v in evaluate(tgt["pred"], tgt["true"]).items() if k in REPORTED}
     source = {k: v for k, v in evaluate(src["pred"], src["true"]).items() if k in REPORTED}
     if plan.method is Method.FREQALIGN:
@@ -144,6 +145,7 @@ def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run
             "sizes": run["sizes"], "splits": run["splits"], "eval_crops": cfg.eval_crops,
             "steps": plan.total, "budget": plan.budget, "stages": plan.as_list(),
             "seconds": round(run["seconds"], 1), "forked_from": run["forked_from"] or None,
+            "nonfinite_skipped": run["nonfinite_skipped"],
             "config": cfg.to_dict(),
             "note": "oracle_target_srcc in the search uses target labels: analysis only"}
 

@@ -17,6 +17,7 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from ..data.domains import load_data
+from ..errors import TrainingError
 from ..method import stem_cache
 from ..method.search import jitter
 from . import checkpoint, distributed
@@ -25,7 +26,7 @@ from .evaluate import Evaluator, make_results, write_results
 from .plan import Batches, Plan, Pooling, SearchMode, Stage, stage_checkpoint
 from .runlog import RunLog
 from .state import Run, RunState, Running, continue_from, new_state, restore, save_snapshot
-from .step import Learner, losses, make_learner, next_batch, update
+from .step import Learner, make_learner, next_batch, take_step
 
 
 def train(cfg, out: str, resume: bool = False, fork_from: str = "",
@@ -67,12 +68,15 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
         # -- one step
         x, y, n_labelled = next_batch(stage.batches, state.streams, state.generators["augment"],
                                       cfg, device, model.from_stem)
-        step_losses = losses(learner.net, x, y, n_labelled, stage.batches is Batches.BOTH, cfg,
-                             lam)
-        update(learner.opt, step_losses.total)
+        step_losses, bad = take_step(learner, x, y, n_labelled, stage.batches is Batches.BOTH,
+                                     cfg, lam)
         state.step += 1
         progress.update()
-        state.running.add(step_losses)
+        if bad:
+            skip_nonfinite(run, state, progress, stage, bad)
+        else:
+            state.in_a_row = 0
+            state.running.add(step_losses)
 
         # -- logging
         if state.step % cfg.log_every == 0 or state.step == plan.total:
@@ -94,6 +98,7 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
         if state.step % cfg.checkpoint_every == 0 or ended:
             kept = [stage_checkpoint(out, ended)] if ended and keep_stage_checkpoints else []
             save_snapshot(run, state, learner, files.last, *kept)
+            state.saved = state.step
     progress.close()
 
     if plan.probes and not state.search.entries:  # no fine-tuning: the probe still reports
@@ -103,7 +108,8 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
     tgt, src = evaluator.final(model)
     results = make_results(cfg, plan, state.search, tgt, src, {
         "feature_map": learner.feature_hw, "sizes": {k: len(v) for k, v in data.items()},
-        "splits": split_how, "seconds": time.time() - t0, "forked_from": fork_from})
+        "splits": split_how, "seconds": time.time() - t0, "forked_from": fork_from,
+        "nonfinite_skipped": state.skipped})
     if run.main:
         write_results(out, results, tgt)
     log.close()
@@ -143,6 +149,25 @@ def place_window(run: Run, state: RunState, learner: Learner, evaluator: Evaluat
         last = cfg.grid ** 2 - cfg.window_size
         return jitter(state.search.selected(), cfg.jitter, last, state.generators["jitter"])
     return None
+
+
+def skip_nonfinite(run: Run, state: RunState, progress: "Progress", stage: Stage, bad: str) -> None:
+    """After a step that was not taken for a non-finite ``bad`` value: count it and go on
+    (``on_nonfinite=skip``), or stop with a ``TrainingError`` naming the step, the stage and the
+    value, and the checkpoint kept (``stop``, or ``max_nonfinite`` such steps in a row)."""
+    cfg, files = run.cfg, run.files
+    state.skipped += 1
+    state.in_a_row += 1
+    where = f"step {state.step}/{run.plan.total} ({stage.name}): non-finite {bad}"
+    if cfg.on_nonfinite == "skip" and state.in_a_row < cfg.max_nonfinite:
+        progress.write(f"{where}: step skipped ({state.skipped} so far)")
+        return
+    why = "" if cfg.on_nonfinite == "stop" else \
+        f", {state.in_a_row} steps in a row (max_nonfinite={cfg.max_nonfinite})"
+    kept = f"{files.last} kept (step {state.saved})" if state.saved is not None else \
+        "no checkpoint written yet"
+    hint = "; on_nonfinite=skip drops such steps" if cfg.on_nonfinite == "stop" else ""
+    raise TrainingError(f"{where}{why}; stopped, {kept}{hint}")
 
 
 def log_training(run: Run, state: RunState, learner: Learner, log: RunLog, progress: "Progress",

@@ -71,6 +71,9 @@ class RunState:
     window: Optional[int] = None             # the discriminator's position (None: GAP)
     best_score: float = -math.inf            # of cfg.best_criterion, for checkpoints/best.pt
     running: Running = field(default_factory=Running)
+    skipped: int = 0                         # steps dropped for a non-finite value (on_nonfinite=skip)
+    in_a_row: int = 0                        # of them, the last ones in a row
+    saved: Optional[int] = None              # the step of checkpoints/last.pt (None: none yet)
 
 
 def new_state(run: Run, data: dict) -> RunState:
@@ -97,7 +100,7 @@ def snapshot(run: Run, state: RunState, learner: Learner) -> dict:
             "rng": distributed.gather(checkpoint.rng_state(state.generators)),
             "config": run.cfg.to_dict(), "stages_done": run.plan.stages_done(state.step),
             "window": state.window, "running": asdict(state.running),
-            "feature_hw": learner.feature_hw}
+            "nonfinite": [state.skipped, state.in_a_row], "feature_hw": learner.feature_hw}
 
 
 def save_snapshot(run: Run, state: RunState, learner: Learner, *paths: str,
@@ -130,6 +133,8 @@ def continue_from(run: Run, state: RunState, learner: Learner, ck: dict, resume:
     if resume:
         state.search.load_state_dict(ck["search"])
         state.best_score, state.running = ck["best_score"], Running(**ck["running"])
+        state.skipped, state.in_a_row = ck.get("nonfinite", (0, 0))  # none in older checkpoints
+        state.saved = ck["step"]
 
 
 __all__ = ["Run", "Running", "RunState", "new_state", "snapshot", "save_snapshot", "restore",

@@ -102,11 +102,44 @@ def losses(net, x: torch.Tensor, y: torch.Tensor, n_labelled: int, adversarial: 
     return Losses(quality + cfg.domain_weight * dom, quality, dom, acc)
 
 
-def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One optimiser step on ``loss``."""
+def nonfinite(step_losses: Losses, opt: torch.optim.Optimizer) -> str:
+    """The first of a step's losses and its gradient norm that is not finite ("" if none)."""
+    for name, value in (("quality loss", step_losses.quality), ("domain loss", step_losses.domain),
+                        ("total loss", step_losses.total)):
+        if value is not None and not bool(torch.isfinite(value.detach())):
+            return name
+    grads = [p.grad.detach() for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return "" if bool(torch.isfinite(norm)) else "gradient norm"
+
+
+def update(opt: torch.optim.Optimizer, step_losses: Losses) -> str:
+    """One optimiser step on ``step_losses.total``, unless a loss or the gradient norm is not
+    finite in some process: then none (in every process), and ``nonfinite``'s name for it
+    ("a value on another process" where all were finite); "" after a step."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    step_losses.total.backward()
+    bad = nonfinite(step_losses, opt)
+    if distributed.any_process(bool(bad)):
+        return bad or "a value on another process"
     opt.step()
+    return ""
 
 
-__all__ = ["Learner", "make_learner", "next_batch", "Losses", "quality_loss", "losses", "update"]
+def take_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, n_labelled: int,
+              adversarial: bool, cfg, lam: float) -> Tuple[Losses, str]:
+    """``losses`` and ``update``: ``(losses, "")`` after a step; a step not taken for a
+    non-finite value (``update``'s name for it) also leaves the model's buffers as they were
+    (the BatchNorm statistics its forward pass moved)."""
+    kept = [b.detach().clone() for b in learner.model.buffers()]
+    step_losses = losses(learner.net, x, y, n_labelled, adversarial, cfg, lam)
+    bad = update(learner.opt, step_losses)
+    if bad:
+        with torch.no_grad():
+            for buffer, value in zip(learner.model.buffers(), kept):
+                buffer.copy_(value)
+    return step_losses, bad
+
+
+__all__ = ["Learner", "make_learner", "next_batch", "Losses", "quality_loss", "losses", "nonfinite",
+           "update", "take_step"]
