@@ -15,6 +15,7 @@ import os
 import sys
 
 from .errors import FreqAlignError, MissingFileError
+from .train.preempt import Interrupted
 from .train.config import METHODS, PRESETS
 
 
@@ -265,6 +266,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("freqalign: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as exc:  # a run stopped by SIGTERM or SIGINT, its state saved
+        print(f"freqalign {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except FreqAlignError as exc:
         if os.environ.get("FREQALIGN_DEBUG") == "1":
             raise

@@ -96,6 +96,16 @@ def mean(value: float) -> float:
     return float(t) / dist.get_world_size()
 
 
+def largest(value: int) -> int:
+    """The largest of the processes' ``value`` (a collective: every rank calls it)."""
+    if not dist.is_initialized():
+        return int(value)
+    on = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([int(value)], dtype=torch.int64, device=on)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t)
+
+
 def any_process(flag: bool) -> bool:
     """``flag`` is true in some process (a collective: every rank calls it)."""
     return mean(float(flag)) > 0

@@ -20,9 +20,10 @@ from ..data.domains import load_data
 from ..errors import TrainingError
 from ..method import stem_cache
 from ..method.search import jitter
-from . import checkpoint, distributed
+from . import checkpoint, distributed, preempt
 from .checkpoint import RunFiles
 from .evaluate import Evaluator, make_results, write_results
+from .preempt import Interrupted, StopRequests
 from .plan import Batches, Plan, Pooling, SearchMode, Stage, stage_checkpoint
 from .runlog import RunLog
 from .state import Run, RunState, Running, continue_from, new_state, restore, save_snapshot
@@ -53,52 +54,57 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
     progress = Progress(run, state.step, t0)
 
     model.train()
-    while state.step < plan.total:
-        stage, t_in = plan.stage_at(state.step)
+    with StopRequests() as stop:
+        while state.step < plan.total:
+            stage, t_in = plan.stage_at(state.step)
+            stop_if_asked(run, state, learner, stop)
 
-        # -- where the training state comes from, and where the discriminator pools
-        state.window = place_window(run, state, learner, evaluator, stage, t_in)
-        model.set_window(state.window, cfg.window_size)
+            # -- where the training state comes from, and where the discriminator pools
+            state.window = place_window(run, state, learner, evaluator, stage, t_in)
+            model.set_window(state.window, cfg.window_size)
 
-        # -- schedules, by the step in the trained model's history
-        lineage = plan.lineage_step(state.step)
-        learner.set_lr(plan.lr_factor(lineage))
-        lam = plan.dann_lambda(lineage)
+            # -- schedules, by the step in the trained model's history
+            lineage = plan.lineage_step(state.step)
+            learner.set_lr(plan.lr_factor(lineage))
+            lam = plan.dann_lambda(lineage)
 
-        # -- one step
-        x, y, n_labelled = next_batch(stage.batches, state.streams, state.generators["augment"],
-                                      cfg, device, model.from_stem)
-        step_losses, bad = take_step(learner, x, y, n_labelled, stage.batches is Batches.BOTH,
-                                     cfg, lam)
-        state.step += 1
-        progress.update()
-        if bad:
-            skip_nonfinite(run, state, progress, stage, bad)
-        else:
-            state.in_a_row = 0
-            state.running.add(step_losses)
+            # -- one step
+            x, y, n_labelled = next_batch(stage.batches, state.streams,
+                                          state.generators["augment"], cfg, device, model.from_stem)
+            step_losses, bad = take_step(learner, x, y, n_labelled, stage.batches is Batches.BOTH,
+                                         cfg, lam)
+            state.step += 1
+            progress.update()
+            if bad:
+                skip_nonfinite(run, state, progress, stage, bad)
+            else:
+                state.in_a_row = 0
+                state.running.add(step_losses)
 
-        # -- logging
-        if state.step % cfg.log_every == 0 or state.step == plan.total:
-            log_training(run, state, learner, log, progress, stage, lam)
+            # -- logging
+            if state.step % cfg.log_every == 0 or state.step == plan.total:
+                log_training(run, state, learner, log, progress, stage, lam)
 
-        # -- frequency movement: score the position that just finished its budget
-        if plan.ends_position(stage, t_in):
-            scores, target_srcc = evaluator.evaluate(model, state, stage.name, log, files.best)
-            if state.search.record(state.window, cfg.criterion, scores, target_srcc, state.step):
-                save_snapshot(run, state, learner, files.search_best, every_process=True)
-            progress.write(f"  window {state.window:>2} {cfg.criterion} "
-                           f"{scores[cfg.criterion]:+.4f} (oracle target SRCC {target_srcc:.3f}, "
-                           f"analysis only)")
-        elif state.step % cfg.eval_every == 0 or state.step == plan.total:
-            evaluator.evaluate(model, state, stage.name, log, files.best)
+            # -- frequency movement: score the position that just finished its budget
+            if plan.ends_position(stage, t_in):
+                scores, target_srcc = evaluator.evaluate(model, state, stage.name, log,
+                                                         files.best)
+                if state.search.record(state.window, cfg.criterion, scores, target_srcc,
+                                       state.step):
+                    save_snapshot(run, state, learner, files.search_best, every_process=True)
+                progress.write(f"  window {state.window:>2} {cfg.criterion} "
+                               f"{scores[cfg.criterion]:+.4f} (oracle target SRCC "
+                               f"{target_srcc:.3f}, analysis only)")
+            elif state.step % cfg.eval_every == 0 or state.step == plan.total:
+                evaluator.evaluate(model, state, stage.name, log, files.best)
 
-        # -- checkpoints: last.pt, and where forks start
-        ended = plan.stage_ending_at(state.step)
-        if state.step % cfg.checkpoint_every == 0 or ended:
-            kept = [stage_checkpoint(out, ended)] if ended and keep_stage_checkpoints else []
-            save_snapshot(run, state, learner, files.last, *kept)
-            state.saved = state.step
+            # -- checkpoints: last.pt, and where forks start
+            ended = plan.stage_ending_at(state.step)
+            if state.step % cfg.checkpoint_every == 0 or ended:
+                kept = [stage_checkpoint(out, ended)] if ended and keep_stage_checkpoints else []
+                save_snapshot(run, state, learner, files.last, *kept)
+                state.saved = state.step
+        stop_if_asked(run, state, learner, stop)
     progress.close()
 
     if plan.probes and not state.search.entries:  # no fine-tuning: the probe still reports
@@ -149,6 +155,21 @@ def place_window(run: Run, state: RunState, learner: Learner, evaluator: Evaluat
         last = cfg.grid ** 2 - cfg.window_size
         return jitter(state.search.selected(), cfg.jitter, last, state.generators["jitter"])
     return None
+
+
+def stop_if_asked(run: Run, state: RunState, learner: Learner, stop: StopRequests) -> None:
+    """When a signal asked the run to stop (in any process): save ``last.pt`` (unless it holds
+    this step already) and raise ``Interrupted``, saying what was saved and how to resume."""
+    signum = stop.asked()
+    if not signum:
+        return
+    if state.saved != state.step:
+        save_snapshot(run, state, learner, run.files.last)
+        state.saved = state.step
+    stage, _ = run.plan.stage_at(max(state.step - 1, 0))
+    raise Interrupted(signum, f"stopped by {preempt.name(signum)} after step {state.step}/"
+                      f"{run.plan.total} ({stage.name}): saved {run.files.last}; continue with "
+                      f"freqalign train --resume {run.files.out}")
 
 
 def skip_nonfinite(run: Run, state: RunState, progress: "Progress", stage: Stage, bad: str) -> None:
