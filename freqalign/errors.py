@@ -1,13 +1,16 @@
-"""The package's own error types: user mistakes, as opposed to bugs.
+"""The package's own error types: user mistakes and faults around a run (a full disk, a lost
+process), as opposed to bugs.
 
 The command line prints a ``FreqAlignError`` as one line with exit status 2; any other
 exception is a bug and keeps its traceback. Each type also derives from the built-in type
 that callers caught before it existed (``ValueError``, ``FileNotFoundError``, ``OSError``).
 """
+import errno
 
 
 class FreqAlignError(Exception):
-    """A user mistake: a bad config, argument, dataset, file or checkpoint."""
+    """A user mistake (a bad config, argument, dataset, file or checkpoint) or a fault around
+    a run that the user must fix (``TrainingError``)."""
 
 
 class ConfigError(FreqAlignError, ValueError):
@@ -26,6 +29,12 @@ class TrainingError(FreqAlignError, RuntimeError):
     """A run that cannot go on: a non-finite loss, a disk fault, a lost process, a busy folder."""
 
 
+def os_fault(doing: str, path, exc: OSError) -> TrainingError:
+    """One line for a failed file operation: what failed, on which path, and the errno."""
+    name = errno.errorcode.get(exc.errno, "no errno") if exc.errno else "no errno"
+    return TrainingError(f"{doing} {path}: {exc.strerror or exc} ({name})")
+
+
 class MissingFileError(FreqAlignError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 
@@ -35,4 +44,4 @@ class UnsupportedModelError(FreqAlignError, ValueError):
 
 
 __all__ = ["FreqAlignError", "UnsupportedModelError", "ConfigError", "DatasetError", "CheckpointError",
-           "TrainingError", "MissingFileError"]
+           "TrainingError", "os_fault", "MissingFileError"]

@@ -25,6 +25,7 @@ from .checkpoint import RunFiles
 from .evaluate import Evaluator, make_results, write_results
 from .preempt import Interrupted, StopRequests
 from .plan import Batches, Plan, Pooling, SearchMode, Stage, stage_checkpoint
+from .runlock import RunLock
 from .runlog import RunLog
 from .state import Run, RunState, Running, continue_from, new_state, restore, save_snapshot
 from .step import Learner, make_learner, next_batch, take_step
@@ -38,6 +39,14 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
     t0 = time.time()
     rank, world, device = distributed.start(cfg)
     run = Run(cfg, Plan(cfg), RunFiles(out, rank), rank, world, device)
+    with RunLock(out, run.main):  # refuses a second run writing the same folder
+        return run_in_folder(run, t0, resume, fork_from, keep_stage_checkpoints)
+
+
+def run_in_folder(run: Run, t0: float, resume: bool, fork_from: str,
+                  keep_stage_checkpoints: bool) -> dict:
+    """``train``, once its process is set up and holds the run folder's lock."""
+    cfg, out, device, world = run.cfg, run.files.out, run.device, run.world
     plan, files = run.plan, run.files
     data, split_how = load_data_once(run)
     learner = make_learner(cfg, device, world)
