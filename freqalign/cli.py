@@ -2,21 +2,27 @@
 score, info).
 
 A user mistake (unknown dataset, missing path, bad config key, a grid that does not fit the
-feature map, an unsafe checkpoint) is a ``freqalign.errors.FreqAlignError``: it is printed as
-one line on stderr with exit status 2 (set ``FREQALIGN_DEBUG=1`` to see its traceback too).
+feature map, an unsafe checkpoint) or a fault around a run (a non-finite loss, a full disk, a
+busy run folder, a lost process) is a ``freqalign.errors.FreqAlignError``: it is printed as
+one line on stderr with exit status 2 (set ``FREQALIGN_DEBUG=1`` to see its traceback too),
+and so is an ``OSError`` of a full, read-only or failing disk anywhere (``DISK_FAULTS``). A
+run stopped by SIGTERM or SIGINT prints where it saved and exits with 128 + the signal.
 Bad command-line values are argparse's usage errors, also exit status 2. Any other exception
 is a bug and raises with its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 
-from .errors import FreqAlignError, MissingFileError
+from .errors import FreqAlignError, MissingFileError, os_fault
 from .train.preempt import Interrupted
 from .train.config import METHODS, PRESETS
+
+DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 
 
 def _int_at_least(low: int):
@@ -273,6 +279,12 @@ def main(argv=None) -> int:
         if os.environ.get("FREQALIGN_DEBUG") == "1":
             raise
         print(f"freqalign {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full, read-only or failing disk under any other write
+        if exc.errno not in DISK_FAULTS or os.environ.get("FREQALIGN_DEBUG") == "1":
+            raise
+        print(f"freqalign {args.command}: error: {os_fault('cannot write', exc.filename, exc)}",
+              file=sys.stderr)
         return 2
 
 

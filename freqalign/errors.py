@@ -29,10 +29,10 @@ class TrainingError(FreqAlignError, RuntimeError):
     """A run that cannot go on: a non-finite loss, a disk fault, a lost process, a busy folder."""
 
 
-def os_fault(doing: str, path, exc: OSError) -> TrainingError:
-    """One line for a failed file operation: what failed, on which path, and the errno."""
+def os_fault(doing: str, path, exc: OSError, then: str = "") -> TrainingError:
+    """One line for a failed file operation: what failed, on which path, the errno, ``then``."""
     name = errno.errorcode.get(exc.errno, "no errno") if exc.errno else "no errno"
-    return TrainingError(f"{doing} {path}: {exc.strerror or exc} ({name})")
+    return TrainingError(f"{doing} {path}: {exc.strerror or exc} ({name}){then}")
 
 
 class MissingFileError(FreqAlignError, FileNotFoundError):

@@ -12,25 +12,33 @@ import warnings
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, os_fault
 
 SAFE_TYPES = "tensors, numbers, strings, lists, tuples and dicts"
 
 
 def save(obj, path) -> None:
-    """Write ``obj`` to a temporary file in the same folder, then rename: a reader never sees
-    half a file, and concurrent writers never share a temporary name."""
+    """Write ``obj`` to a temporary file in the same folder, flush it to the disk, then rename:
+    a reader never sees half a file, and concurrent writers never share a temporary name. A
+    write that fails (a full disk, a read-only folder) is a ``TrainingError`` naming the path
+    and the errno, with the file that was there before unchanged."""
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path), suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
-        torch.save(obj, tmp)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path), suffix=".tmp")
+        os.close(fd)
+        with open(tmp, "wb") as fh:  # a file object: torch then raises the OSError itself
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; these are ordinary files
         os.replace(tmp, path)
+    except OSError as exc:
+        raise os_fault("cannot write", path, exc, "; the file there before is unchanged") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 

@@ -25,7 +25,7 @@ def signal_after(steps: int, signum: int) -> None:
 
     def saving(obj, f, *args, **kwargs):
         save(obj, f, *args, **kwargs)
-        if done[0] >= steps and os.path.basename(str(f)).startswith("last.pt"):
+        if done[0] >= steps and os.path.basename(f.name).startswith("last.pt"):
             os.kill(os.getpid(), signum)
 
     torch.optim.AdamW.step = counted

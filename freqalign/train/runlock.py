@@ -44,7 +44,7 @@ class RunLock:
             os.makedirs(self.out, exist_ok=True)
             self.file = open(self.path, "a+")
         except OSError as exc:
-            raise os_fault("cannot create run folder", self.out, exc) from None
+            raise os_fault("cannot write to run folder", self.out, exc) from None
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
