@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import sys
+import warnings
 
 from .errors import FreqAlignError, MissingFileError, os_fault
 from .train.preempt import Interrupted
@@ -152,8 +153,12 @@ def cmd_score(args) -> int:
 
     scorer = load_scorer(args.checkpoint, device=args.device, crops=args.crops,
                          image_size=args.image_size)
-    rows = scorer.score_paths(args.paths, batch_size=args.batch_size, skip_bad=args.skip_bad,
-                              progress=scorer.cfg.progress)
+    with warnings.catch_warnings(record=True) as caught:  # skipped files, huge images: a line each
+        warnings.simplefilter("always")
+        rows = scorer.score_paths(args.paths, batch_size=args.batch_size,
+                                  skip_bad=args.skip_bad, progress=scorer.cfg.progress)
+    for warning in caught:
+        print(f"freqalign score: warning: {warning.message}", file=sys.stderr)
     print(format_table(rows))
     if args.out:
         save_scores(rows, args.out)
@@ -253,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_int_at_least(0), default=0,
                    help="side of the crops scored (default: the checkpoint's training size)")
     _crops_arg(p)
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images and decompression bombs (and count them)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("info", help="versions, backends and devices")

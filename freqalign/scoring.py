@@ -146,9 +146,9 @@ class Scorer(nn.Module):
 
     def score_image(self, image) -> float:
         """The score of one PIL image."""
-        from .data.files import fit_size, pil_to_tensor
+        from .data.files import fit_size, pil_to_tensor, upright_rgb
 
-        img = fit_size(image.convert("RGB"), self.cfg.data_size or None, self.image_size)
+        img = fit_size(upright_rgb(image), self.cfg.data_size or None, self.image_size)
         return float(self.score_batch(pil_to_tensor(img)[None])[0])
 
     def score_paths(self, paths: Sequence[str], *, batch_size: int = 32, skip_bad: bool = False,

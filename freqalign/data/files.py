@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from ..errors import DatasetError
@@ -34,9 +34,29 @@ def layout_message(name: str, problem: str, layout: str) -> str:
     return f"{name}: {problem}\nexpected layout:\n{layout.rstrip()}"
 
 
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # grayscale of more than 8 bits
+WHITE = (255, 255, 255, 255)
+
+
+def upright_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as the 8-bit RGB image a viewer shows: turned by its EXIF orientation, then
+    grayscale (1, L) repeated in R, G and B; 16-bit grayscale (I;16, I) scaled by 255/65535;
+    palette images through their palette; CMYK by PIL's formula (no ICC colour management);
+    and images with alpha (RGBA, LA, PA, a transparent palette entry) composited on white."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in SIXTEEN_BIT:
+        levels = np.clip(np.asarray(img, dtype=np.float64) * (255 / 65535), 0, 255)
+        img = Image.fromarray(np.round(levels).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        img = Image.alpha_composite(Image.new("RGBA", img.size, WHITE), img.convert("RGBA"))
+    return img.convert("RGB")
+
+
 def read_rgb(path: str, max_short_side: Optional[int] = None,
              max_side: Optional[int] = None) -> Image.Image:
-    """Decode ``path`` to an RGB PIL image (raises whatever PIL raises on bad files).
+    """Decode ``path`` to an upright RGB PIL image (``upright_rgb``; raises whatever PIL raises
+    on bad files, and PIL's ``DecompressionBombError`` for images of more than
+    ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels).
 
     ``max_short_side`` shrinks larger images (bicubic) so that their shorter side is that long.
     Either bound lets a JPEG be decoded at the smallest of libjpeg's 1/2, 1/4 and 1/8 DCT
@@ -54,7 +74,7 @@ def read_rgb(path: str, max_short_side: Optional[int] = None,
         if scale < 1.0:
             img.draft("RGB", (int(np.ceil(img.width * scale)), int(np.ceil(img.height * scale))))
         img.load()
-        img = img.convert("RGB")
+        img = upright_rgb(img)
     if max_short_side is not None and min(img.size) > max_short_side:
         img = resize_shorter(img, max_short_side)
     return img
@@ -197,4 +217,4 @@ class ImageFileDataset(IQADataset):
 
 
 __all__ = ["ImageFileDataset", "DatasetLayoutError", "BadImageError", "IMAGE_EXTENSIONS",
-           "layout_message", "read_rgb", "resize_shorter", "fit_size", "pil_to_tensor"]
+           "layout_message", "upright_rgb", "read_rgb", "resize_shorter", "fit_size", "pil_to_tensor"]
