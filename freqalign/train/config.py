@@ -101,6 +101,8 @@ class Config:
     on_nonfinite: str = "stop"       # a non-finite loss or gradient norm: stop (keeping the last
     #                                  checkpoint) | skip (drop the step, counted in results.json)
     max_nonfinite: int = 10          # skip: stop after this many non-finite steps in a row
+    ddp_timeout: int = 1800          # seconds a process waits in one collective for the others
+    #                                  before it gives up (rank 0 may build data caches meanwhile)
     # -- stages (optimizer steps) -----------------------------------------------------------
     warmup_steps: int = 4000         # stage 1a: source-only supervised
     dann_warmup_steps: int = 100     # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
@@ -243,7 +245,7 @@ ALLOWED = {
     "loss": Choices(LOSSES), "lr": Range(0, open_low=True), "lr_warmup": SHARE,
     "adapt_lr_scale": SCALE, "backbone_lr_scale": SCALE, "disc_lr_scale": SCALE,
     "weight_decay": SCALE, "alpha": SCALE, "domain_weight": SCALE,
-    "on_nonfinite": Choices(ON_NONFINITE), "max_nonfinite": POSITIVE,
+    "on_nonfinite": Choices(ON_NONFINITE), "max_nonfinite": POSITIVE, "ddp_timeout": POSITIVE,
     "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "search_mode": Choices(SEARCH_MODES),
     "search_stride": POSITIVE, "search_start": COUNT, "search_end": Range(-1),
     "steps_per_position": COUNT, "criterion": Choices(CRITERIA),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from datetime import timedelta
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -12,10 +15,11 @@ import torch.distributed as dist
 from ..errors import ConfigError
 
 
-def setup(device: str):
+def setup(device: str, timeout: int = 1800):
     """Init the process group when launched by torchrun; returns (rank, world, torch.device).
 
-    Backend: nccl for CUDA devices, gloo for CPU. Each process takes cuda:LOCAL_RANK.
+    Backend: nccl for CUDA devices, gloo for CPU. Each process takes cuda:LOCAL_RANK, and waits
+    at most ``timeout`` seconds in a collective for the others.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -32,7 +36,8 @@ def setup(device: str):
     else:
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=timeout))
     return rank, world, dev
 
 
@@ -41,7 +46,7 @@ def start(cfg):
     process's global seeds (``process_seed``); returns ``(rank, world, device)``."""
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    rank, world, device = setup(cfg.device)
+    rank, world, device = setup(cfg.device, cfg.ddp_timeout)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
@@ -71,6 +76,26 @@ def wrap(model, device: torch.device, world: int):
     return torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=True)
+
+
+def lost_processes(rank: int, world: int, wait: float = 10.0) -> Optional[List[int]]:
+    """After a collective failed: the ranks that do not say they are still there within
+    ``wait`` seconds (every process that is says so in the rendezvous store, torchrun's, which
+    outlives the processes); None when the store cannot be reached either."""
+    prefix = "freqalign/alive/{}/{}/".format(os.environ.get("TORCHELASTIC_RUN_ID", ""),
+                                            os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    try:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              is_master=False, timeout=timedelta(seconds=wait))
+        store.set(f"{prefix}{rank}", "1")
+        deadline = time.monotonic() + wait
+        while True:
+            lost = [r for r in range(world) if not store.check([f"{prefix}{r}"])]
+            if not lost or time.monotonic() > deadline:
+                return lost
+            time.sleep(0.2)
+    except (KeyError, ValueError, RuntimeError):  # no store address, or no store there
+        return None
 
 
 def is_main() -> bool:

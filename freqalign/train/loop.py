@@ -17,7 +17,7 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from ..data.domains import load_data
-from ..errors import TrainingError
+from ..errors import FreqAlignError, TrainingError
 from ..method import stem_cache
 from ..method.search import jitter
 from . import checkpoint, distributed, preempt
@@ -39,13 +39,31 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
     t0 = time.time()
     rank, world, device = distributed.start(cfg)
     run = Run(cfg, Plan(cfg), RunFiles(out, rank), rank, world, device)
-    with RunLock(out, run.main):  # refuses a second run writing the same folder
-        return run_in_folder(run, t0, resume, fork_from, keep_stage_checkpoints)
+    with RunLock(out, run.main), StopRequests() as stop:  # one run per folder; signals noted
+        try:
+            return run_in_folder(run, stop, t0, resume, fork_from, keep_stage_checkpoints)
+        except RuntimeError as exc:  # a collective that failed: a lost process?
+            if world > 1 and not isinstance(exc, FreqAlignError):
+                raise_if_lost(run, exc)
+            raise
 
 
-def run_in_folder(run: Run, t0: float, resume: bool, fork_from: str,
+def raise_if_lost(run: Run, exc: RuntimeError) -> None:
+    """A ``TrainingError`` naming the processes that no longer answer (none: ``exc`` is not
+    about a lost process, and this returns)."""
+    lost = distributed.lost_processes(run.rank, run.world)
+    if lost == []:
+        return
+    who = "process 0 (with the rendezvous store)" if lost is None else \
+        f"process {', '.join(map(str, lost))} of {run.world}"
+    raise TrainingError(f"lost {who}: it died or its machine stopped answering; stopping too "
+                        f"(resume from {run.files.last} with freqalign train --resume "
+                        f"{run.files.out})") from exc
+
+
+def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_from: str,
                   keep_stage_checkpoints: bool) -> dict:
-    """``train``, once its process is set up and holds the run folder's lock."""
+    """``train``, once its process is set up, holds the run folder's lock and notes signals."""
     cfg, out, device, world = run.cfg, run.files.out, run.device, run.world
     plan, files = run.plan, run.files
     data, split_how = load_data_once(run)
@@ -63,57 +81,54 @@ def run_in_folder(run: Run, t0: float, resume: bool, fork_from: str,
     progress = Progress(run, state.step, t0)
 
     model.train()
-    with StopRequests() as stop:
-        while state.step < plan.total:
-            stage, t_in = plan.stage_at(state.step)
-            stop_if_asked(run, state, learner, stop)
-
-            # -- where the training state comes from, and where the discriminator pools
-            state.window = place_window(run, state, learner, evaluator, stage, t_in)
-            model.set_window(state.window, cfg.window_size)
-
-            # -- schedules, by the step in the trained model's history
-            lineage = plan.lineage_step(state.step)
-            learner.set_lr(plan.lr_factor(lineage))
-            lam = plan.dann_lambda(lineage)
-
-            # -- one step
-            x, y, n_labelled = next_batch(stage.batches, state.streams,
-                                          state.generators["augment"], cfg, device, model.from_stem)
-            step_losses, bad = take_step(learner, x, y, n_labelled, stage.batches is Batches.BOTH,
-                                         cfg, lam)
-            state.step += 1
-            progress.update()
-            if bad:
-                skip_nonfinite(run, state, progress, stage, bad)
-            else:
-                state.in_a_row = 0
-                state.running.add(step_losses)
-
-            # -- logging
-            if state.step % cfg.log_every == 0 or state.step == plan.total:
-                log_training(run, state, learner, log, progress, stage, lam)
-
-            # -- frequency movement: score the position that just finished its budget
-            if plan.ends_position(stage, t_in):
-                scores, target_srcc = evaluator.evaluate(model, state, stage.name, log,
-                                                         files.best)
-                if state.search.record(state.window, cfg.criterion, scores, target_srcc,
-                                       state.step):
-                    save_snapshot(run, state, learner, files.search_best, every_process=True)
-                progress.write(f"  window {state.window:>2} {cfg.criterion} "
-                               f"{scores[cfg.criterion]:+.4f} (oracle target SRCC "
-                               f"{target_srcc:.3f}, analysis only)")
-            elif state.step % cfg.eval_every == 0 or state.step == plan.total:
-                evaluator.evaluate(model, state, stage.name, log, files.best)
-
-            # -- checkpoints: last.pt, and where forks start
-            ended = plan.stage_ending_at(state.step)
-            if state.step % cfg.checkpoint_every == 0 or ended:
-                kept = [stage_checkpoint(out, ended)] if ended and keep_stage_checkpoints else []
-                save_snapshot(run, state, learner, files.last, *kept)
-                state.saved = state.step
+    while state.step < plan.total:
+        stage, t_in = plan.stage_at(state.step)
         stop_if_asked(run, state, learner, stop)
+
+        # -- where the training state comes from, and where the discriminator pools
+        state.window = place_window(run, state, learner, evaluator, stage, t_in)
+        model.set_window(state.window, cfg.window_size)
+
+        # -- schedules, by the step in the trained model's history
+        lineage = plan.lineage_step(state.step)
+        learner.set_lr(plan.lr_factor(lineage))
+        lam = plan.dann_lambda(lineage)
+
+        # -- one step
+        x, y, n_labelled = next_batch(stage.batches, state.streams, state.generators["augment"],
+                                      cfg, device, model.from_stem)
+        step_losses, bad = take_step(learner, x, y, n_labelled, stage.batches is Batches.BOTH,
+                                     cfg, lam)
+        state.step += 1
+        progress.update()
+        if bad:
+            skip_nonfinite(run, state, progress, stage, bad)
+        else:
+            state.in_a_row = 0
+            state.running.add(step_losses)
+
+        # -- logging
+        if state.step % cfg.log_every == 0 or state.step == plan.total:
+            log_training(run, state, learner, log, progress, stage, lam)
+
+        # -- frequency movement: score the position that just finished its budget
+        if plan.ends_position(stage, t_in):
+            scores, target_srcc = evaluator.evaluate(model, state, stage.name, log, files.best)
+            if state.search.record(state.window, cfg.criterion, scores, target_srcc, state.step):
+                save_snapshot(run, state, learner, files.search_best, every_process=True)
+            progress.write(f"  window {state.window:>2} {cfg.criterion} "
+                           f"{scores[cfg.criterion]:+.4f} (oracle target SRCC {target_srcc:.3f}, "
+                           f"analysis only)")
+        elif state.step % cfg.eval_every == 0 or state.step == plan.total:
+            evaluator.evaluate(model, state, stage.name, log, files.best)
+
+        # -- checkpoints: last.pt, and where forks start
+        ended = plan.stage_ending_at(state.step)
+        if state.step % cfg.checkpoint_every == 0 or ended:
+            kept = [stage_checkpoint(out, ended)] if ended and keep_stage_checkpoints else []
+            save_snapshot(run, state, learner, files.last, *kept)
+            state.saved = state.step
+    stop_if_asked(run, state, learner, stop)
     progress.close()
 
     if plan.probes and not state.search.entries:  # no fine-tuning: the probe still reports
