@@ -20,8 +20,8 @@ import sys
 import warnings
 
 from .errors import FreqAlignError, MissingFileError, os_fault
-from .train.preempt import Interrupted
 from .train.config import METHODS, PRESETS
+from .train.preempt import Interrupted
 
 DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 

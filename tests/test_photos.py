@@ -146,3 +146,11 @@ def test_a_large_folder_streams_with_a_progress_bar(ck, tmp_path, capsys):
     rows = scorer.score_paths([str(tmp_path)], batch_size=16, progress=True)
     assert [os.path.basename(p) for p, _ in rows] == [f"{i:03d}.png" for i in range(300)]
     assert "scoring: 100%" in capsys.readouterr().err
+
+
+def test_a_huge_panorama_is_taken(ck, tmp_path, capsys):
+    """A 16000 x 400 panorama (6.4 megapixels, well under the bomb limit) scores like any image."""
+    Image.fromarray(np.tile(BASE, (9, 250, 1))[:400]).save(tmp_path / "panorama.jpg", quality=90)
+    assert cli.main(["score", ck, str(tmp_path / "panorama.jpg"), "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "panorama.jpg" in out and err == ""

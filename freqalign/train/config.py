@@ -198,7 +198,8 @@ class Range:
     def __str__(self) -> str:
         if self.high is None:
             return f"{'>' if self.open_low else '>='} {self.low}"
-        return f"in {'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
+        low, high = "([" [not self.open_low], ")]" [not self.open_high]
+        return f"in {low}{self.low}, {self.high}{high}"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 section 4.3) in one loop that reads top to bottom. The baselines run the same loop with other
 plans (``plan.Plan``: what each stage trains on and where the discriminator pools).
 
-``train(cfg, out)`` runs a method into a run folder and returns its results dict. In
+``train(cfg, out)`` runs a method into a run folder and returns its results dict, holding the
+folder's lock (``runlock``): a signal stops it after a step, saved (``preempt``); a non-finite
+loss stops it or is skipped (``on_nonfinite``); under DDP a lost process is named. In
 ``branch`` mode every search position starts from the state saved when the search began
 (``checkpoints/search-origin.pt``: weights, optimiser moments, batch streams and RNGs), so
 positions differ only by their window; the best position's state is kept in
