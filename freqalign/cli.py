@@ -279,7 +279,8 @@ def main(argv=None) -> int:
         print("freqalign: interrupted", file=sys.stderr)
         return 130
     except Interrupted as exc:  # a run stopped by SIGTERM or SIGINT, its state saved
-        print(f"freqalign {args.command}: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every process stopped at the same step
+            print(f"freqalign {args.command}: {exc}", file=sys.stderr)
         return 128 + exc.signum
     except FreqAlignError as exc:
         if os.environ.get("FREQALIGN_DEBUG") == "1":

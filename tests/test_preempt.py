@@ -65,3 +65,37 @@ def test_sigterm_from_outside_stops_at_a_step_and_resumes_identically(setup, tmp
     stage = "search" if step <= 12 else "finetune"
     assert err.splitlines()[-1] == stopped_line(run, "SIGTERM", step, stage)
     resume_and_compare(setup, run)
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_and_resumes_identically(tmp_path):
+    """SLURM signals torchrun, which passes SIGTERM on to its processes: they agree on a step,
+    save once, print one line; a resume under torchrun ends as the run never stopped."""
+    from tiny_run import make_tiny_data, tiny_overrides
+
+    tiny = tiny_overrides(make_tiny_data(str(tmp_path / "data")))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", "-m", "freqalign", "train"]
+    args = ["--preset", "smoke", "--device", "cpu", *tiny]
+    env = {**ENV, "OMP_NUM_THREADS": "1"}
+    ref, run = tmp_path / "reference", tmp_path / "run"
+    full = subprocess.run(torchrun + args + ["--out", str(ref)], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300, env=env)
+    assert full.returncode == 0, full.stderr[-3000:]
+    proc = subprocess.Popen(torchrun + args + ["--out", str(run)], cwd=ROOT, text=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in proc.stdout:
+        if line.startswith("step     4/15"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in err.splitlines() if line.startswith("freqalign train: stopped by")]
+    step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
+    assert lines == [stopped_line(run, "SIGTERM", step, "warmup" if step <= 4 else
+                                  "dann-warmup" if step <= 6 else "search")], err[-3000:]
+    resumed = subprocess.run(torchrun + ["--resume", str(run)], cwd=ROOT, text=True,
+                             capture_output=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(json.loads((run / "results.json").read_text()),
+                    json.loads((ref / "results.json").read_text()), str(run), str(ref))
