@@ -3,6 +3,9 @@ and the value, keeping its last good checkpoint (``on_nonfinite=stop``), or drop
 counts it (``skip``), stopping after ``max_nonfinite`` in a row. The fault is a real NaN batch
 fed to the real trainer."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +14,8 @@ from freqalign import cli
 from freqalign.train import checkpoint, loop
 
 from tiny_run import make_tiny_data, tiny_overrides
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +78,29 @@ def test_skip_stops_after_max_nonfinite_in_a_row(tiny, tmp_path, monkeypatch, ca
         f"row (max_nonfinite=2); stopped, {last} kept (step 4)"]
     ck = checkpoint.load(last)
     assert ck["step"] == 4 and ck["nonfinite"] == [1, 0] and all_finite(last)
+
+
+@pytest.mark.slow
+def test_a_nan_in_one_process_stops_or_skips_in_every_process(tiny, tmp_path):
+    """Under DDP a NaN batch in process 1 only: both processes stop at the same step (no hang,
+    no process stepping alone), or with ``skip`` both drop the same steps and finish."""
+    def torchrun(steps, run, *extra):
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               "--nproc_per_node=2", os.path.join(ROOT, "tests", "nan_run.py"),
+                               "1", steps, "train", "--preset", "smoke", "--device", "cpu",
+                               "--out", str(run), *tiny, *extra],
+                              cwd=ROOT, text=True, capture_output=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    stopped = torchrun("8", tmp_path / "stop")
+    assert stopped.returncode != 0 and "exitcode  : 2" in stopped.stderr
+    errors = sorted(line.split("error: ")[1].split(";")[0] for line in stopped.stderr.splitlines()
+                    if "freqalign train: error:" in line)
+    assert errors == ["step 8/15 (search): non-finite gradient norm",  # process 0: its own loss
+                      "step 8/15 (search): non-finite quality loss"], stopped.stderr[-3000:]
+    assert checkpoint.load(tmp_path / "stop" / "checkpoints" / "last.pt")["step"] == 6
+    skipped = torchrun("3,8", tmp_path / "skip", "on_nonfinite=skip")
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    results = json.loads((tmp_path / "skip" / "results.json").read_text())
+    assert results["nonfinite_skipped"] == 2
+    assert all_finite(tmp_path / "skip" / "checkpoints" / "last.pt")
