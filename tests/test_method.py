@@ -10,7 +10,7 @@ from scipy import stats
 from freqalign import FreqPool, window
 from freqalign.method.criteria import (balanced_accuracy, confusion_score, density_ratio,
                                        dev_risk, fit_domain_classifier, score_all, srcc)
-from freqalign.method.model import FreqAlignNet, SmallCNN, dann_lambda, grad_reverse
+from freqalign.method.model import FreqAlignNet, SmallCNN, build_model, dann_lambda, grad_reverse
 from freqalign.method.search import (SearchState, all_frequencies, jitter, probe_scores,
                                      window_features)
 from freqalign.train.config import make_config
@@ -62,6 +62,25 @@ def test_set_window_none_is_gap_and_position_follows_zigzag():
     torch.testing.assert_close(net.pool(f), f.mean((2, 3)))
     net.set_window(5, 4)
     assert net.pool.freqs == window(5, 4, 7)
+
+
+def test_window_dc_shows_the_discriminator_gap_beside_the_window():
+    """With ``window_dc`` the discriminator's input is [GAP, window pooling] (2C): checked by
+    feeding the same first layer the two halves by hand, at a window and at GAP."""
+    torch.manual_seed(0)
+    net = FreqAlignNet(SmallCNN(16, 2), 8, 16, dropout=0.0, window_dc=True).eval()
+    assert net.discriminator[0].in_features == 32
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    f = net.backbone(x)
+    for position in (None, 5):
+        net.set_window(position, 4)
+        _, logit, gap = net(x)
+        torch.testing.assert_close(gap, f.mean((2, 3)))
+        seen = torch.cat([f.mean((2, 3)), FreqPool(grid=7).set_window(position, 4)(f)
+                          if position is not None else f.mean((2, 3))], 1)
+        torch.testing.assert_close(logit, net.discriminator(seen).squeeze(1))
+    model = build_model(make_config("smoke", overrides={"window_dc": True}))
+    assert model.discriminator[0].in_features == 2 * model.backbone.out_channels
 
 
 # -- window movement and jitter --------------------------------------------------------------

@@ -169,17 +169,20 @@ class FreqAlignNet(nn.Module):
 
     ``forward(x, lam)`` returns ``(score in [0, 1] (B,), domain logit (B,), GAP features (B, C))``;
     ``lam`` scales the reversed gradient that reaches the backbone from the discriminator.
+    With ``window_dc`` the discriminator sees the DC beside the window: its input is
+    ``[GAP(F), FreqPool(window)(F)]`` (2C wide; both halves are GAP while the window is GAP).
     """
 
     def __init__(self, backbone: nn.Module, regressor_hidden: int = 128, disc_hidden: int = 1024,
-                 dropout: float = 0.5, grid: int = 7):
+                 dropout: float = 0.5, grid: int = 7, window_dc: bool = False):
         super().__init__()
         c = backbone.out_channels
         self.backbone = backbone
         self.gap = FreqPool(grid=grid)  # (0, 0) with norm="mean": exactly global average pooling
         self.regressor = mlp(c, regressor_hidden, 1, 0.0)
         self.pool = FreqPool(grid=grid)  # the discriminator's pooling: moved by set_window
-        self.discriminator = mlp(c, disc_hidden, 2, dropout)
+        self.window_dc = bool(window_dc)
+        self.discriminator = mlp(c * (2 if window_dc else 1), disc_hidden, 2, dropout)
         self.from_stem = False
 
     def set_window(self, position, size: int):
@@ -202,7 +205,8 @@ class FreqAlignNet(nn.Module):
     def forward(self, x, lam: float = 0.0):
         f = self.features(x)
         score, g = self.quality(f)
-        logit = self.discriminator(grad_reverse(self.pool(f), lam)).squeeze(1)
+        seen = torch.cat([g, self.pool(f)], 1) if self.window_dc else self.pool(f)
+        logit = self.discriminator(grad_reverse(seen, lam)).squeeze(1)
         return score, logit, g
 
 
@@ -227,7 +231,8 @@ def build_model(cfg) -> FreqAlignNet:
     if backbone.out_channels % cfg.window_size != 0:
         raise ConfigError(f"window_size={cfg.window_size} must divide the backbone's "
                          f"{backbone.out_channels} channels (grouped frequency pooling)")
-    return FreqAlignNet(backbone, cfg.regressor_hidden, cfg.disc_hidden, cfg.dropout, cfg.grid)
+    return FreqAlignNet(backbone, cfg.regressor_hidden, cfg.disc_hidden, cfg.dropout, cfg.grid,
+                        cfg.window_dc)
 
 
 def check_grid(model: FreqAlignNet, cfg) -> tuple:

@@ -87,6 +87,8 @@ class Config:
     # -- frequency window -------------------------------------------------------------------
     grid: int = 7                    # canonical S x S frequency grid (FcaNet's 7)
     window_size: int = 4             # ours: frequencies per window w (must divide C)
+    window_dc: bool = False          # ours: the discriminator also sees the DC (GAP) beside the
+    #                                  window ([GAP, window], 2C wide; issue 16's method study)
     # -- optimisation -----------------------------------------------------------------------
     loss: str = "l1"                 # quality loss on [0, 1] scores: l1 (the paper's) | mse
     lr: float = 2e-3                 # AdamW peak learning rate
