@@ -245,6 +245,7 @@ ALLOWED = {
     "frozen_blocks": Range(0, 16), "feature_cache": BOOL, "cnn_width": POSITIVE,
     "cnn_downsample": POSITIVE, "regressor_hidden": POSITIVE, "disc_hidden": POSITIVE,
     "dropout": Range(0, 1, open_high=True), "grid": Range(1, 64), "window_size": POSITIVE,
+    "window_dc": BOOL,
     "loss": Choices(LOSSES), "lr": Range(0, open_low=True), "lr_warmup": SHARE,
     "adapt_lr_scale": SCALE, "backbone_lr_scale": SCALE, "disc_lr_scale": SCALE,
     "weight_decay": SCALE, "alpha": SCALE, "domain_weight": SCALE,
