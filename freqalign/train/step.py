@@ -103,14 +103,16 @@ def losses(net, x: torch.Tensor, y: torch.Tensor, n_labelled: int, adversarial: 
 
 
 def nonfinite(step_losses: Losses, opt: torch.optim.Optimizer) -> str:
-    """The first of a step's losses and its gradient norm that is not finite ("" if none)."""
-    for name, value in (("quality loss", step_losses.quality), ("domain loss", step_losses.domain),
-                        ("total loss", step_losses.total)):
-        if value is not None and not bool(torch.isfinite(value.detach())):
-            return name
+    """The first of a step's losses and its gradient norm that is not finite ("" if none);
+    one device-to-host transfer when all are finite."""
+    named = [(name, value.detach()) for name, value in (
+        ("quality loss", step_losses.quality), ("domain loss", step_losses.domain),
+        ("total loss", step_losses.total)) if value is not None]
     grads = [p.grad.detach() for g in opt.param_groups for p in g["params"] if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    return "" if bool(torch.isfinite(norm)) else "gradient norm"
+    finite = torch.isfinite(torch.stack([v.float() for _, v in named] + [norm.float()])).tolist()
+    names = [name for name, _ in named] + ["gradient norm"]
+    return next((name for name, ok in zip(names, finite) if not ok), "")
 
 
 def update(opt: torch.optim.Optimizer, step_losses: Losses) -> str:
@@ -130,11 +132,13 @@ def take_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, n_labelled: in
               adversarial: bool, cfg, lam: float) -> Tuple[Losses, str]:
     """``losses`` and ``update``: ``(losses, "")`` after a step; a step not taken for a
     non-finite value (``update``'s name for it) also leaves the model's buffers as they were
-    (the BatchNorm statistics its forward pass moved)."""
-    kept = [b.detach().clone() for b in learner.model.buffers()]
+    (the BatchNorm statistics its forward pass moved) when the run goes on
+    (``on_nonfinite=skip``)."""
+    kept = [b.detach().clone() for b in learner.model.buffers()] \
+        if cfg.on_nonfinite == "skip" else []
     step_losses = losses(learner.net, x, y, n_labelled, adversarial, cfg, lam)
     bad = update(learner.opt, step_losses)
-    if bad:
+    if bad and kept:
         with torch.no_grad():
             for buffer, value in zip(learner.model.buffers(), kept):
                 buffer.copy_(value)
