@@ -170,6 +170,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                  target="embedded-v7-target", image_size=224, frozen_blocks=15,
                  feature_cache=True, hflip=False, rot90=False, disc_hidden=1024, lr=1e-3,
                  batch_size=16, deterministic=False, backbone_lr_scale=1.0, warmup_steps=400,
+                 window_size=8,  # chosen on development seeds by DEV (method_study.md)
                  dann_warmup_steps=30, search_stride=5, steps_per_position=10,
                  finetune_steps=60, eval_every=200, checkpoint_every=200, log_every=50,
                  criterion_max_samples=128, domain_fit_steps=50),
