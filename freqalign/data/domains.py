@@ -32,7 +32,8 @@ def load_data(cfg, wrap=None) -> Tuple[dict, dict]:
     if wrap is not None:
         src, tgt = wrap(src), wrap(tgt)
     sv, tv, tt = cfg.source_val_fraction, cfg.target_val_fraction, cfg.target_test_fraction
-    common = dict(seed=cfg.data_seed, cap=cfg.max_per_domain, official=cfg.official_split)
+    seed = cfg.seed if cfg.split_by_seed else cfg.data_seed
+    common = dict(seed=seed, cap=cfg.max_per_domain, official=cfg.official_split)
     s, s_how = split_domain(src, {"train": 1 - sv, "val": sv}, **common)
     t, t_how = split_domain(tgt, {"train": 1 - tv - tt, "val": tv, "test": tt}, **common)
     return ({"src_train": s["train"], "src_val": s["val"], "tgt_train": t["train"],

@@ -54,6 +54,8 @@ class Config:
     #                                  group split with the fractions below
     cache_dir: str = ""              # dataset cache; "" = the data package's default
     data_seed: int = 0               # dataset generation and splits (fixed across training seeds)
+    split_by_seed: bool = False      # ours: the splits are drawn with the training seed instead of
+    #                                  data_seed, so each seed tests other content (issue 23)
     source_val_fraction: float = 0.2   # held-out source groups: the label-free criteria use them
     target_val_fraction: float = 0.2   # held-out target groups, unlabelled (oracle reads labels)
     target_test_fraction: float = 0.3  # held-out target groups for the reported metrics only
@@ -122,6 +124,8 @@ class Config:
     best_criterion: str = "dev"      # label-free criterion that picks checkpoints/best.pt
     criterion_max_samples: int = 256  # cap per split for the criteria's feature passes
     domain_fit_steps: int = 100      # L-BFGS steps of the criteria's logistic domain classifier
+    alignment_samples: int = 400     # held-out images per domain for the final alignment measure
+    #                                  (a fresh, cross-validated domain classifier; results.json)
     eval_every: int = 500            # steps between evaluations outside the search
     checkpoint_every: int = 500      # steps between checkpoints/last.pt writes
     log_every: int = 250             # steps between log lines / metrics.jsonl records
@@ -239,7 +243,7 @@ ALLOWED = {
     "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N"),
     "deterministic": BOOL, "threads": COUNT, "source": TEXT, "target": TEXT,
     "image_size": POSITIVE, "data_size": COUNT, "official_split": BOOL, "cache_dir": TEXT,
-    "data_seed": SEED, "source_val_fraction": FRACTION, "target_val_fraction": FRACTION,
+    "data_seed": SEED, "split_by_seed": BOOL, "source_val_fraction": FRACTION, "target_val_fraction": FRACTION,
     "target_test_fraction": FRACTION, "max_per_domain": COUNT, "batch_size": POSITIVE,
     "eval_batch_size": POSITIVE, "eval_crops": POSITIVE, "workers": COUNT, "hflip": BOOL,
     "rot90": BOOL, "backbone": Choices(BACKBONES), "backbone_weights": TEXT,
@@ -256,7 +260,7 @@ ALLOWED = {
     "steps_per_position": COUNT, "criterion": Choices(CRITERIA),
     "finetune_from": Choices(("selected", "last")), "finetune_steps": COUNT, "jitter": COUNT,
     "best_criterion": Choices(LABEL_FREE), "criterion_max_samples": POSITIVE,
-    "domain_fit_steps": COUNT, "eval_every": POSITIVE, "checkpoint_every": POSITIVE,
+    "domain_fit_steps": COUNT, "alignment_samples": POSITIVE, "eval_every": POSITIVE, "checkpoint_every": POSITIVE,
     "log_every": POSITIVE, "progress": BOOL,
 }
 

@@ -19,6 +19,7 @@ from ..data.domains import open_images
 from ..data.splits import fixed_subset
 from ..errors import ConfigError
 from ..metrics import evaluate, srcc
+from ..method.alignment import alignment
 from ..method.criteria import score_all
 from ..method.search import SearchState, all_frequencies, probe_scores
 from ..scoring import crop_means, load_model
@@ -31,6 +32,11 @@ from .runlog import read_records
 
 SPLITS = ("src_train", "tgt_train", "src_val", "tgt_val", "tgt_test")
 REPORTED = ("srcc", "plcc", "krcc", "rmse", "plcc_logistic")  # the metrics in results.json
+# the target image sets every metric is reported on: the test split; the held-out images no
+# method reads the labels of (val + test); every target image (transductive: the labels of
+# none of them are read, except by the target-oracle, which trains on those of tgt_train)
+TARGET_SETS = {"test": ("tgt_test",), "heldout": ("tgt_val", "tgt_test"),
+               "all": ("tgt_train", "tgt_val", "tgt_test")}
 
 
 @torch.no_grad()
@@ -78,15 +84,44 @@ class Evaluator:
                 for k, rows in self.samples.items()}
 
     def criteria(self, model) -> tuple:
-        """All criteria on the held-out splits, and the target-test SRCC (analysis only)."""
+        """All criteria on the held-out splits, and the target SRCC on all of the target test
+        split (analysis only; ``target_all_srcc`` in the scores: on every target image), so that
+        search positions and finished runs are scored on the same images."""
         distributed.broadcast_buffers(model)
         r = self._predict(model)
+        target = self.target(model)
         ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
               "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
               "src_val_true": r["src_val"]["true"], "tgt_val_feat": r["tgt_val"]["feat"],
               "tgt_val_pred": r["tgt_val"]["pred"], "tgt_val_true": r["tgt_val"]["true"]}
         scores = score_all(ev, self.cfg.domain_fit_steps)
-        return scores, srcc(r["tgt_test"]["pred"], r["tgt_test"]["true"])
+        scores["target_all_srcc"] = srcc(*pooled(target, TARGET_SETS["all"]))
+        return scores, srcc(*pooled(target, TARGET_SETS["test"]))
+
+    def target(self, model) -> dict:
+        """Predictions on every image of every target split, with the images' ``groups``."""
+        return {k: {**predict(model, self.data[k], list(range(len(self.data[k]))), self.cfg,
+                              self.device), "groups": np.asarray(self.data[k].groups)}
+                for k in TARGET_SETS["all"]}
+
+    def alignment(self, model, positions) -> dict:
+        """``method.alignment`` on held-out images (source val; target val and test; at most
+        ``alignment_samples`` of each domain): the cross-validated accuracy of a fresh domain
+        classifier on GAP features and on the band of each position in ``positions``."""
+        distributed.broadcast_buffers(model)
+        cap, seed = self.cfg.alignment_samples, self.cfg.data_seed
+        held = {"source": [("src_val", self.data["src_val"])],
+                "target": [(k, self.data[k]) for k in TARGET_SETS["heldout"]]}
+        out, sizes = {}, {}
+        for domain, parts in held.items():
+            preds = [predict(model, d, list(range(len(d))), self.cfg, self.device, coeffs=True)
+                     for _, d in parts]
+            rows = fixed_subset(sum(len(p["feat"]) for p in preds), cap, seed)
+            out[domain] = {k: np.concatenate([p[k] for p in preds])[rows] for k in ("feat", "coeffs")}
+            sizes[domain] = len(rows)
+        measured = alignment(out["source"], out["target"], positions, self.cfg.window_size,
+                             self.cfg.domain_fit_steps)
+        return {**measured, "images": sizes}
 
     def evaluate(self, model, state, stage: str, log, best_path: str) -> tuple:
         """The criteria, logged as an ``eval`` record; ``best_path`` gets the model when
@@ -114,19 +149,30 @@ class Evaluator:
             search.record(pos, "probe", s, s.pop("oracle_target_srcc"), step)
 
     def final(self, model) -> tuple:
-        """Predictions ``(target, source)`` on all of target test and source val."""
+        """Predictions ``(target, source)``: on every target split (``{split: predictions}``)
+        and on all of source val."""
         distributed.broadcast_buffers(model)
-        return tuple(predict(model, self.data[k], list(range(len(self.data[k]))), self.cfg,
-                             self.device) for k in ("tgt_test", "src_val"))
+        src = self.data["src_val"]
+        return self.target(model), predict(model, src, list(range(len(src))), self.cfg,
+                                           self.device)
+
+
+def pooled(target: dict, splits) -> tuple:
+    """``(pred, true)`` of the target ``splits`` (names in ``target``), concatenated."""
+    return tuple(np.concatenate([target[k][key] for k in splits]) for key in ("pred", "true"))
 
 
 def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run: dict) -> dict:
-    """``results.json``: the final metrics of predictions ``tgt`` and ``src``, the selected
-    window, the search curve and the plan; ``run`` adds ``feature_map``, ``sizes``,
-    ``splits``, ``seconds``, ``forked_from`` and ``nonfinite_skipped`` (steps dropped by
-    ``on_nonfinite=skip``)."""
-    target = {k: v for k, v in evaluate(tgt["pred"], tgt["true"]).items() if k in REPORTED}
-    source = {k: v for k, v in evaluate(src["pred"], src["true"]).items() if k in REPORTED}
+    """``results.json``: the final metrics of predictions ``tgt`` (by target split) and ``src``
+    on every image set of ``TARGET_SETS`` (``target`` is the test split, ``target_heldout``
+    and ``target_all`` the others), the selected window, the search curve and the plan; ``run``
+    adds ``feature_map``, ``sizes``, ``splits``, ``seconds``, ``forked_from``,
+    ``nonfinite_skipped`` (steps dropped by ``on_nonfinite=skip``) and ``alignment``."""
+    def metrics(pred, true):
+        return {k: v for k, v in evaluate(pred, true).items() if k in REPORTED}
+
+    target = {name: metrics(*pooled(tgt, splits)) for name, splits in TARGET_SETS.items()}
+    source = metrics(src["pred"], src["true"])
     if plan.method is Method.FREQALIGN:
         pos = search.selected()
         selected = {"position": pos, "size": cfg.window_size,
@@ -140,7 +186,10 @@ def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run
             "search_mode": cfg.search_mode,
             "selection_uses_target_labels": plan.method is Method.FREQALIGN and
             plan.mode is not SearchMode.PROBE and cfg.criterion == "oracle",
-            "selected_window": selected, "target": target, "source_val": source,
+            "selected_window": selected, "target": target["test"],
+            "target_heldout": target["heldout"], "target_all": target["all"],
+            "target_all_reads_labels": plan.method is Method.TARGET_ORACLE,
+            "source_val": source, "alignment": run["alignment"],
             "search": search.entries, "feature_map": list(run["feature_map"]),
             "sizes": run["sizes"], "splits": run["splits"], "eval_crops": cfg.eval_crops,
             "steps": plan.total, "budget": plan.budget, "stages": plan.as_list(),
@@ -151,11 +200,18 @@ def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run
 
 
 def write_results(out: str, results: dict, tgt: dict) -> None:
-    """``results.json``, ``target_predictions.npz`` and ``report.md`` into run folder ``out``."""
+    """``results.json``, ``target_predictions.npz`` (``pred``, ``true``: the test split; ``all_*``:
+    every target image with its ``group`` and ``split``, 0/1/2 = train/val/test) and
+    ``report.md`` into run folder ``out``."""
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
-    np.savez(os.path.join(out, "target_predictions.npz"), pred=tgt["pred"], true=tgt["true"])
-    write_report(out, results, tgt)
+    splits = TARGET_SETS["all"]
+    np.savez(os.path.join(out, "target_predictions.npz"), pred=tgt["tgt_test"]["pred"],
+             true=tgt["tgt_test"]["true"],
+             **{f"all_{key}": np.concatenate([tgt[k][key] for k in splits])
+                for key in ("pred", "true", "groups")},
+             all_split=np.concatenate([np.full(len(tgt[k]["pred"]), i) for i, k in enumerate(splits)]))
+    write_report(out, results, tgt["tgt_test"])
 
 
 def finished(cfg, run_dir: str) -> Optional[dict]:

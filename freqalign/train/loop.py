@@ -141,7 +141,8 @@ def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_fr
     results = make_results(cfg, plan, state.search, tgt, src, {
         "feature_map": learner.feature_hw, "sizes": {k: len(v) for k, v in data.items()},
         "splits": split_how, "seconds": time.time() - t0, "forked_from": fork_from,
-        "nonfinite_skipped": state.skipped})
+        "nonfinite_skipped": state.skipped,
+        "alignment": evaluator.alignment(model, plan.positions)})
     if run.main:
         write_results(out, results, tgt)
     log.close()
