@@ -26,7 +26,7 @@ from . import checkpoint, distributed, preempt
 from .checkpoint import RunFiles
 from .evaluate import Evaluator, make_results, write_results
 from .preempt import Interrupted, StopRequests
-from .plan import Batches, Plan, Pooling, SearchMode, Stage, stage_checkpoint
+from .plan import Plan, Pooling, SearchMode, Stage, stage_checkpoint
 from .runlock import RunLock
 from .runlog import RunLog
 from .state import Run, RunState, Running, continue_from, new_state, restore, save_snapshot
@@ -99,7 +99,7 @@ def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_fr
         # -- one step
         x, y, n_labelled = next_batch(stage.batches, state.streams, state.generators["augment"],
                                       cfg, device, model.from_stem)
-        step_losses, bad = take_step(learner, x, y, n_labelled, stage.batches is Batches.BOTH,
+        step_losses, bad = take_step(learner, x, y, n_labelled, stage.pooling is not Pooling.NONE,
                                      cfg, lam)
         state.step += 1
         progress.update()

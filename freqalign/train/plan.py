@@ -7,7 +7,9 @@ of every method (empty stages left out):
   dann-warmup both            GAP (plain DANN)          (freqalign, dann)
   search      both            positions p0, p0+s, ...   (freqalign; branch or move mode)
   finetune    both            the selected position, jittered  (freqalign)
-  source / dann / oracle: the baselines' remaining budget (oracle: target labels throughout).
+  source / dann / oracle: the baselines' remaining budget (oracle: target labels throughout;
+  source: both domains' batches pass through the network, so BatchNorm sees what it sees in
+  the adversarial methods, but only the source loss trains).
 """
 from __future__ import annotations
 
@@ -111,8 +113,8 @@ class Plan:
         if self.method is Method.TARGET_ORACLE:  # the ceiling: target labels for the whole budget
             return [Stage(ORACLE, w + t, Batches.TARGET, Pooling.NONE)]
         plan = [Stage(WARMUP, w, Batches.SOURCE, Pooling.NONE)]
-        if self.method is Method.SOURCE_ONLY:
-            plan.append(Stage(SOURCE, t, Batches.SOURCE, Pooling.NONE))
+        if self.method is Method.SOURCE_ONLY:  # target images pass too (BatchNorm), no loss
+            plan.append(Stage(SOURCE, t, Batches.BOTH, Pooling.NONE))
         elif self.method is Method.DANN:
             plan += [Stage(DANN_WARMUP, b, Batches.BOTH, Pooling.GAP),
                      Stage(DANN, t - b, Batches.BOTH, Pooling.GAP)]

@@ -85,12 +85,12 @@ def quality_loss(cfg, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def losses(net, x: torch.Tensor, y: torch.Tensor, n_labelled: int, adversarial: bool, cfg,
            lam: float) -> Losses:
     """The forward pass and losses of a step on crops ``x`` whose first ``n_labelled`` have
-    labels ``y``; ``adversarial``: the rest are target crops and the discriminator learns to
+    labels ``y`` (the rest are target crops); ``adversarial``: the discriminator learns to
     tell the domains apart (labels ``SOURCE`` / ``TARGET``) through a gradient reversed with
     weight ``lam``."""
-    if not adversarial:
+    if not adversarial:  # target crops, if any, only pass (BatchNorm statistics)
         pred, _, _ = net(x, 0.0)
-        quality = quality_loss(cfg, pred, y)
+        quality = quality_loss(cfg, pred[:n_labelled], y)
         return Losses(quality, quality, None, None)
     pred, logit, _ = net(x, lam)
     n_target = len(x) - n_labelled
