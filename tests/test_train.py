@@ -263,10 +263,12 @@ def test_compare_reports_paired_intervals_and_rejects_results_of_another_config(
     cfg = tiny_config(tiny, progress=False)
     compare(cfg, str(tmp_path), seeds=2)
     data = json.loads((tmp_path / "compare.json").read_text())
-    fa, dann = data["summary"]["freqalign"]["target_srcc"], data["summary"]["dann"]["target_srcc"]
+    fa, dann = (data["summary"][m]["target_all_srcc"] for m in ("freqalign", "dann"))
     pair = data["paired"]["freqalign - dann"]
     assert pair["per_seed"] == pytest.approx([x - y for x, y in zip(fa, dann)])
     assert pair["low"] <= pair["mean"] <= pair["high"]
+    boot = data["bootstrap"]["freqalign - dann"]
+    assert boot["low"] <= boot["high"] and boot["groups"] == 8  # the tiny target's 8 groups
     assert set(data["features"]) == {"target", "source_val", "target_oracle"}
     # a crashed rerun with another config rewrites config.yaml but not results.json: not reused
     run = tmp_path / "seed0" / "dann"

@@ -38,11 +38,11 @@ def domain_accuracy(source: np.ndarray, target: np.ndarray, folds: int = FOLDS,
 
 def alignment(source: dict, target: dict, positions: Iterable[int], size: int,
               fit_steps: int = 50) -> Dict:
-    """``{"gap": accuracy, "bands": {position: accuracy}}`` from held-out predictions
+    """``{"gap": accuracy, "bands": {"position": accuracy}}`` from held-out predictions
     ``source`` and ``target`` (each with ``feat``, the GAP features, and ``coeffs``, every grid
     frequency, (N, C, S*S) in zigzag order): the band of ``position`` is what the discriminator
     pools there (channel group k at zigzag frequency ``position + k``)."""
-    bands = {int(p): domain_accuracy(window_features(source["coeffs"], p, size),
+    bands = {str(p): domain_accuracy(window_features(source["coeffs"], p, size),
                                      window_features(target["coeffs"], p, size),
                                      fit_steps=fit_steps) for p in positions}
     return {"gap": domain_accuracy(source["feat"], target["feat"], fit_steps=fit_steps),

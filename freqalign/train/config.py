@@ -110,6 +110,9 @@ class Config:
     # -- stages (optimizer steps) -----------------------------------------------------------
     warmup_steps: int = 4000         # stage 1a: source-only supervised
     dann_warmup_steps: int = 100     # stage 1b: + discriminator on GAP (DANN; window position 0's DC)
+    disc_warmup_steps: int = 0       # ours: the first adaptation steps train the discriminator at
+    #                                  lambda 0 (no reversed gradient yet), so that the features
+    #                                  are pushed by an adversary that already tells the domains apart
     search_mode: str = "branch"      # branch: every position adapts from the same warm-up state |
     #                                  move: the paper's sequential walk | probe: frozen features
     search_stride: int = 5           # s: positions between visited windows along the zigzag order
@@ -255,7 +258,7 @@ ALLOWED = {
     "adapt_lr_scale": SCALE, "backbone_lr_scale": SCALE, "disc_lr_scale": SCALE,
     "weight_decay": SCALE, "alpha": SCALE, "domain_weight": SCALE,
     "on_nonfinite": Choices(ON_NONFINITE), "max_nonfinite": POSITIVE, "ddp_timeout": POSITIVE,
-    "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "search_mode": Choices(SEARCH_MODES),
+    "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "disc_warmup_steps": COUNT, "search_mode": Choices(SEARCH_MODES),
     "search_stride": POSITIVE, "search_start": COUNT, "search_end": Range(-1),
     "steps_per_position": COUNT, "criterion": Choices(CRITERIA),
     "finetune_from": Choices(("selected", "last")), "finetune_steps": COUNT, "jitter": COUNT,

@@ -198,9 +198,11 @@ class Plan:
         return low * 0.5 * (1.0 + math.cos(math.pi * (lineage - start) / c.finetune_steps))
 
     def dann_lambda(self, lineage: int) -> float:
-        """The gradient-reversal weight at lineage step ``lineage`` (DANN's schedule over the
-        adaptation steps)."""
-        progress = (lineage - self.cfg.warmup_steps) / max(self.adapt_steps, 1)
+        """The gradient-reversal weight at lineage step ``lineage``: 0 for the first
+        ``disc_warmup_steps`` of adaptation (the discriminator learns alone), then DANN's
+        schedule over the remaining adaptation steps."""
+        start = self.cfg.warmup_steps + self.cfg.disc_warmup_steps
+        progress = (lineage - start) / max(self.adapt_steps - self.cfg.disc_warmup_steps, 1)
         return dann_lambda(progress, self.cfg.alpha)
 
     # -- forks ------------------------------------------------------------------------------

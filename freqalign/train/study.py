@@ -31,7 +31,7 @@ REFERENCES = ("dann", "source-only")  # GAP, and no adaptation: from the same wa
 # config fields that do not change the state at the end of the source warm-up
 AFTER_WARMUP = {"method", "search_mode", "search_stride", "search_start", "search_end",
                 "steps_per_position", "criterion", "finetune_from", "finetune_steps", "jitter",
-                "dann_warmup_steps", "alpha", "domain_weight", "disc_lr_scale", "progress",
+                "dann_warmup_steps", "disc_warmup_steps", "alpha", "domain_weight", "disc_lr_scale", "progress",
                 "eval_every", "checkpoint_every", "log_every", "best_criterion",
                 "criterion_max_samples", "domain_fit_steps"}
 
@@ -69,6 +69,7 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
                                              keep_stage_checkpoints=True)
         row = {"seed": seed, "windows": [
             {"position": e["position"], "target_srcc": e["oracle_target_srcc"],
+             "target_all_srcc": e["scores"]["target_all_srcc"],
              **{k: e["scores"][k] for k in (*LABEL_FREE, "domain_accuracy")}}
             for e in fa["search"]]}
         for method in REFERENCES:
@@ -80,6 +81,7 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
             results = finished(ref, ref_dir) or train(ref, ref_dir, fork_from=origin)
             last = final_criteria(ref_dir)
             row[method] = {"target_srcc": results["target"]["srcc"],
+                           "target_all_srcc": results["target_all"]["srcc"],
                            **{k: last[k] for k in (*LABEL_FREE, "domain_accuracy")}}
         rows.append(row)
     report = summarize(rows, cfg, stride)
@@ -93,16 +95,21 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
 
 
 def summarize(rows: list, cfg: Config, stride: int) -> dict:
+    """Windows and references are scored on the same images: the whole target test split
+    (``target_srcc``) and every target image (``target_all_srcc``, the primary metric); each
+    window's ``vs_gap`` is its paired difference from GAP (dann) over seeds on the latter."""
     positions = [w["position"] for w in rows[0]["windows"]]
-    keys = ("target_srcc", *LABEL_FREE, "domain_accuracy")
+    keys = ("target_srcc", "target_all_srcc", *LABEL_FREE, "domain_accuracy")
     table = {k: np.array([[w[k] for w in r["windows"]] for r in rows]) for k in keys}  # seed x pos
-    curve = [{"position": p, **{k: t_interval(table[k][:, i]) for k in keys}}
+    gap = np.array([r["dann"]["target_all_srcc"] for r in rows])
+    curve = [{"position": p, **{k: t_interval(table[k][:, i]) for k in keys},
+              "vs_gap": t_interval(table["target_all_srcc"][:, i] - gap)}
              for i, p in enumerate(positions)]
     refs = {m: {k: t_interval([r[m][k] for r in rows]) for k in keys} for m in REFERENCES}
-    mean_target = table["target_srcc"].mean(0)
+    mean_target = table["target_all_srcc"].mean(0)
     criteria = {}
     for c in LABEL_FREE:
-        per_seed = [srcc(table[c][s], table["target_srcc"][s]) for s in range(len(rows))]
+        per_seed = [srcc(table[c][s], table["target_all_srcc"][s]) for s in range(len(rows))]
         pick = int(np.argmax(table[c].mean(0)))
         criteria[c] = {"spearman_with_target_srcc": t_interval(per_seed),
                        "spearman_of_means": srcc(table[c].mean(0), mean_target),
@@ -114,8 +121,10 @@ def summarize(rows: list, cfg: Config, stride: int) -> dict:
             "budget_per_window": cfg.steps_per_position, "seeds": [r["seed"] for r in rows],
             "positions": positions, "curve": curve, "references": refs, "criteria": criteria,
             "best_window": {"position": positions[best], "target_srcc": float(mean_target[best])},
-            "windows_above_gap": [p for p, m in zip(positions, mean_target)
-                                  if m > refs["dann"]["target_srcc"]["mean"]],
+            "windows_above_gap": [c["position"] for c in curve if c["vs_gap"]["low"] is not None
+                                  and c["vs_gap"]["low"] > 0],
+            "windows_below_gap": [c["position"] for c in curve if c["vs_gap"]["high"] is not None
+                                  and c["vs_gap"]["high"] < 0],
             "rows": rows, "note": "target_srcc uses target labels: analysis only"}
 
 
@@ -125,29 +134,40 @@ def _ci(d: dict) -> str:
     return f"{d['mean']:.4f} [{d['low']:.4f}, {d['high']:.4f}]"
 
 
+def _ci_signed(d: dict) -> str:
+    if d["low"] is None:
+        return f"{d['mean']:+.4f}"
+    return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
 def markdown(report: dict) -> str:
     refs, n = report["references"], len(report["seeds"])
     lines = [f"# Transferability study: window size {report['window_size']}, stride "
              f"{report['stride']}, {report['budget_per_window']} adaptation steps per window, "
              f"{n} seed(s)", "",
              "Every window (and the GAP and source-only references) adapts from the same warm-up "
-             "state of its seed with the same budget. Target SRCC uses target labels: analysis "
-             "only. Mean [95% t interval] over seeds.", "",
-             f"- source-only: target SRCC {_ci(refs['source-only']['target_srcc'])}",
-             f"- GAP (dann): target SRCC {_ci(refs['dann']['target_srcc'])}, domain classifier "
-             f"accuracy {_ci(refs['dann']['domain_accuracy'])}",
-             f"- best window: position {report['best_window']['position']}, target SRCC "
+             "state of its seed with the same budget, and all are scored on the same images: "
+             "every target image (`all`, the primary metric) and the whole target test split "
+             "(`test`). Target SRCC uses target labels: analysis only. Mean [95% t interval] "
+             "over seeds; `- GAP` is the paired difference from GAP (dann) per seed.", "",
+             f"- source-only: target SRCC all {_ci(refs['source-only']['target_all_srcc'])}, "
+             f"test {_ci(refs['source-only']['target_srcc'])}",
+             f"- GAP (dann): target SRCC all {_ci(refs['dann']['target_all_srcc'])}, test "
+             f"{_ci(refs['dann']['target_srcc'])}, domain classifier accuracy "
+             f"{_ci(refs['dann']['domain_accuracy'])}",
+             f"- best window: position {report['best_window']['position']}, target SRCC all "
              f"{report['best_window']['target_srcc']:.4f} (mean over seeds)",
-             f"- windows whose mean target SRCC is above GAP's: "
-             f"{report['windows_above_gap'] or 'none'}", "",
-             "| position | target SRCC | domain clf acc | " + " | ".join(LABEL_FREE) + " |",
-             "|---|---|---|" + "---|" * len(LABEL_FREE)]
+             f"- windows above GAP (paired interval above 0): "
+             f"{report['windows_above_gap'] or 'none'}; below GAP: "
+             f"{report['windows_below_gap'] or 'none'}", "",
+             "| position | target SRCC all | - GAP | target SRCC test | domain clf acc | " +
+             " | ".join(LABEL_FREE) + " |", "|---|---|---|---|---|" + "---|" * len(LABEL_FREE)]
     for c in report["curve"]:
-        lines.append(f"| {c['position']} | {_ci(c['target_srcc'])} | "
-                     f"{c['domain_accuracy']['mean']:.3f} | " +
+        lines.append(f"| {c['position']} | {_ci(c['target_all_srcc'])} | {_ci_signed(c['vs_gap'])} "
+                     f"| {_ci(c['target_srcc'])} | {c['domain_accuracy']['mean']:.3f} | " +
                      " | ".join(f"{c[k]['mean']:+.4f}" for k in LABEL_FREE) + " |")
     lines += ["", "Can a label-free criterion find good windows? Spearman correlation between its "
-              "scores and the target SRCC across windows (per seed: mean [95% CI]; and of the "
+              "scores and the target SRCC (all) across windows (per seed: mean [95% CI]; and of the "
               "seed means), and its pick:", "",
               "| criterion | Spearman per seed | Spearman of means | pick (mean) | its target SRCC "
               "| picks per seed |", "|---|---|---|---|---|---|"]
@@ -166,21 +186,21 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     pos = report["positions"]
-    mean = np.array([c["target_srcc"]["mean"] for c in report["curve"]])
-    low = np.array([c["target_srcc"]["low"] if c["target_srcc"]["low"] is not None else m
+    mean = np.array([c["target_all_srcc"]["mean"] for c in report["curve"]])
+    low = np.array([c["target_all_srcc"]["low"] if c["target_all_srcc"]["low"] is not None else m
                     for c, m in zip(report["curve"], mean)])
-    high = np.array([c["target_srcc"]["high"] if c["target_srcc"]["high"] is not None else m
+    high = np.array([c["target_all_srcc"]["high"] if c["target_all_srcc"]["high"] is not None else m
                      for c, m in zip(report["curve"], mean)])
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(pos, mean, "o-", label="window (mean over seeds)")
     ax.fill_between(pos, low, high, alpha=0.25, label="95% t interval")
     for m, style in (("dann", "--"), ("source-only", ":")):
-        ax.axhline(report["references"][m]["target_srcc"]["mean"], ls=style, color="k",
+        ax.axhline(report["references"][m]["target_all_srcc"]["mean"], ls=style, color="k",
                    label=f"{'GAP (dann)' if m == 'dann' else m}")
     for (c, d), marker in zip(report["criteria"].items(), ("v", "^", "s")):
         ax.plot([d["pick"]], [d["pick_target_srcc"]], marker, ms=10, label=f"{c} pick")
     ax.set_xlabel("window position (zigzag)")
-    ax.set_ylabel("target test SRCC (analysis only)")
+    ax.set_ylabel("target SRCC, all target images (analysis only)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
