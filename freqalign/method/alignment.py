@@ -1,6 +1,7 @@
 """How well a model aligns the domains, measured from outside it: the cross-validated accuracy
 of a domain classifier fit fresh for the measurement (never the trainer's discriminator) on
-held-out source and target images, on GAP features and on each window's band.
+held-out source and target images, on GAP features and on each window's band, with folds
+that hold whole content groups (photo tiles).
 
 0.5 is chance (the domains are indistinguishable on those features); 1.0 is perfect
 separation. Label-free: it reads domain membership only, so it may guide choices.
@@ -17,17 +18,25 @@ from .search import window_features
 FOLDS = 5
 
 
-def domain_accuracy(source: np.ndarray, target: np.ndarray, folds: int = FOLDS,
-                    fit_steps: int = 50, seed: int = 0) -> float:
+def domain_accuracy(source: np.ndarray, target: np.ndarray, source_groups=None,
+                    target_groups=None, folds: int = FOLDS, fit_steps: int = 50,
+                    seed: int = 0) -> float:
     """Balanced accuracy of a logistic domain classifier on ``source`` vs ``target`` rows,
-    ``folds``-fold cross-validated (stratified by domain, folds drawn with ``seed``): every
-    row is predicted by a classifier that never saw it."""
+    cross-validated over ``folds`` folds drawn with ``seed``: every row is predicted by a
+    classifier that never saw it. With content groups (``*_groups``, e.g. the photo tile of
+    each image) the folds hold whole groups, dealt out per domain, so the classifier is
+    always scored on content it never saw: otherwise it can tell the domains apart by
+    recognising photos it was fit on (the domains share none), whatever the features do to
+    domain differences. Fewer groups than folds in a domain: that many folds (at least 2)."""
     x = np.concatenate([source, target])
     is_target = domain_labels(len(source), len(target)) == TARGET
     rng = np.random.default_rng(seed)
-    fold = np.empty(len(x), dtype=np.int64)
-    for rows in (np.flatnonzero(~is_target), np.flatnonzero(is_target)):
-        fold[rng.permutation(rows)] = np.arange(len(rows)) % folds
+    if source_groups is None:  # every row its own group
+        source_groups, target_groups = np.arange(len(source)), np.arange(len(target))
+    units = [np.unique(g, return_inverse=True) for g in (source_groups, target_groups)]
+    folds = max(2, min(folds, *(len(names) for names, _ in units)))
+    fold = np.concatenate([(rng.permutation(len(names)) % folds)[inverse]
+                           for names, inverse in units])
     p_target = np.empty(len(x))
     for k in range(folds):
         held = fold == k
@@ -39,13 +48,15 @@ def domain_accuracy(source: np.ndarray, target: np.ndarray, folds: int = FOLDS,
 def alignment(source: dict, target: dict, positions: Iterable[int], size: int,
               fit_steps: int = 50) -> Dict:
     """``{"gap": accuracy, "bands": {"position": accuracy}}`` from held-out predictions
-    ``source`` and ``target`` (each with ``feat``, the GAP features, and ``coeffs``, every grid
-    frequency, (N, C, S*S) in zigzag order): the band of ``position`` is what the discriminator
-    pools there (channel group k at zigzag frequency ``position + k``)."""
+    ``source`` and ``target`` (each with ``feat``, the GAP features, ``coeffs``, every grid
+    frequency, (N, C, S*S) in zigzag order, and ``groups``, each image's content group): the
+    band of ``position`` is what the discriminator pools there (channel group k at zigzag
+    frequency ``position + k``)."""
+    groups = (source["groups"], target["groups"])
     bands = {str(p): domain_accuracy(window_features(source["coeffs"], p, size),
-                                     window_features(target["coeffs"], p, size),
+                                     window_features(target["coeffs"], p, size), *groups,
                                      fit_steps=fit_steps) for p in positions}
-    return {"gap": domain_accuracy(source["feat"], target["feat"], fit_steps=fit_steps),
+    return {"gap": domain_accuracy(source["feat"], target["feat"], *groups, fit_steps=fit_steps),
             "bands": bands}
 
 

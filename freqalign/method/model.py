@@ -171,10 +171,13 @@ class FreqAlignNet(nn.Module):
     ``lam`` scales the reversed gradient that reaches the backbone from the discriminator.
     With ``window_dc`` the discriminator sees the DC beside the window: its input is
     ``[GAP(F), FreqPool(window)(F)]`` (2C wide; both halves are GAP while the window is GAP).
+    With ``disc_norm`` the discriminator standardises its input first (BatchNorm without
+    affine over the mixed batch), so a band whose coefficients are small is seen at GAP's scale.
     """
 
     def __init__(self, backbone: nn.Module, regressor_hidden: int = 128, disc_hidden: int = 1024,
-                 dropout: float = 0.5, grid: int = 7, window_dc: bool = False):
+                 dropout: float = 0.5, grid: int = 7, window_dc: bool = False,
+                 disc_norm: bool = False):
         super().__init__()
         c = backbone.out_channels
         self.backbone = backbone
@@ -182,7 +185,10 @@ class FreqAlignNet(nn.Module):
         self.regressor = mlp(c, regressor_hidden, 1, 0.0)
         self.pool = FreqPool(grid=grid)  # the discriminator's pooling: moved by set_window
         self.window_dc = bool(window_dc)
-        self.discriminator = mlp(c * (2 if window_dc else 1), disc_hidden, 2, dropout)
+        width = c * (2 if window_dc else 1)
+        self.discriminator = mlp(width, disc_hidden, 2, dropout)
+        if disc_norm:  # every input feature at unit scale, whatever its frequency
+            self.discriminator.insert(0, nn.BatchNorm1d(width, affine=False))
         self.from_stem = False
 
     def set_window(self, position, size: int):
@@ -232,7 +238,7 @@ def build_model(cfg) -> FreqAlignNet:
         raise ConfigError(f"window_size={cfg.window_size} must divide the backbone's "
                          f"{backbone.out_channels} channels (grouped frequency pooling)")
     return FreqAlignNet(backbone, cfg.regressor_hidden, cfg.disc_hidden, cfg.dropout, cfg.grid,
-                        cfg.window_dc)
+                        cfg.window_dc, cfg.disc_norm)
 
 
 def check_grid(model: FreqAlignNet, cfg) -> tuple:

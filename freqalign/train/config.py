@@ -86,6 +86,8 @@ class Config:
     regressor_hidden: int = 128      # ours: regressor MLP C -> hidden -> 1, sigmoid
     disc_hidden: int = 1024          # paper: discriminator C -> 1024 -> 1024 -> 1
     dropout: float = 0.5             # paper: discriminator dropout
+    disc_norm: bool = False          # ours: the discriminator standardises its input (BatchNorm,
+    #                                  no affine): every band at GAP's scale (issue 23)
     # -- frequency window -------------------------------------------------------------------
     grid: int = 7                    # canonical S x S frequency grid (FcaNet's 7)
     window_size: int = 4             # ours: frequencies per window w (must divide C)
@@ -253,7 +255,7 @@ ALLOWED = {
     "frozen_blocks": Range(0, 16), "feature_cache": BOOL, "cnn_width": POSITIVE,
     "cnn_downsample": POSITIVE, "regressor_hidden": POSITIVE, "disc_hidden": POSITIVE,
     "dropout": Range(0, 1, open_high=True), "grid": Range(1, 64), "window_size": POSITIVE,
-    "window_dc": BOOL,
+    "window_dc": BOOL, "disc_norm": BOOL,
     "loss": Choices(LOSSES), "lr": Range(0, open_low=True), "lr_warmup": SHARE,
     "adapt_lr_scale": SCALE, "backbone_lr_scale": SCALE, "disc_lr_scale": SCALE,
     "weight_decay": SCALE, "alpha": SCALE, "domain_weight": SCALE,

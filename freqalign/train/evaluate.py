@@ -106,22 +106,24 @@ class Evaluator:
 
     def alignment(self, model, positions) -> dict:
         """``method.alignment`` on held-out images (source val; target val and test; at most
-        ``alignment_samples`` of each domain): the cross-validated accuracy of a fresh domain
-        classifier on GAP features and on the band of each position in ``positions``."""
+        ``alignment_samples`` of each domain): the accuracy of a fresh domain classifier,
+        cross-validated over folds of whole content groups, on GAP features and on the band of
+        each position in ``positions``."""
         distributed.broadcast_buffers(model)
         cap, seed = self.cfg.alignment_samples, self.cfg.data_seed
         held = {"source": [("src_val", self.data["src_val"])],
                 "target": [(k, self.data[k]) for k in TARGET_SETS["heldout"]]}
         out, sizes = {}, {}
         for domain, parts in held.items():
-            preds = [predict(model, d, list(range(len(d))), self.cfg, self.device, coeffs=True)
-                     for _, d in parts]
+            preds = [{**predict(model, d, list(range(len(d))), self.cfg, self.device, coeffs=True),
+                      "groups": np.asarray(d.groups)} for _, d in parts]
             rows = fixed_subset(sum(len(p["feat"]) for p in preds), cap, seed)
-            out[domain] = {k: np.concatenate([p[k] for p in preds])[rows] for k in ("feat", "coeffs")}
+            out[domain] = {k: np.concatenate([p[k] for p in preds])[rows]
+                           for k in ("feat", "coeffs", "groups")}
             sizes[domain] = len(rows)
         measured = alignment(out["source"], out["target"], positions, self.cfg.window_size,
                              self.cfg.domain_fit_steps)
-        return {**measured, "images": sizes}
+        return {**measured, "images": sizes, "folds": "content groups"}
 
     def evaluate(self, model, state, stage: str, log, best_path: str) -> tuple:
         """The criteria, logged as an ``eval`` record; ``best_path`` gets the model when
