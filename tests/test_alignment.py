@@ -44,6 +44,21 @@ def test_domain_accuracy_is_cross_validated_not_fit_on_what_it_scores():
     assert domain_accuracy(rng.normal(size=(30, 200)), rng.normal(size=(30, 200))) < 0.75
 
 
+def test_group_folds_do_not_reward_recognising_the_content():
+    """Both domains draw their content clusters from one distribution, so the domains are
+    aligned; but no cluster is shared. Folds of single images let the classifier recognise the
+    clusters it was fit on (high accuracy); folds of whole clusters read chance."""
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(60, 40)) * 2
+    groups = np.repeat(np.arange(60), 8)
+    x = centres[groups] + rng.normal(size=(len(groups), 40))
+    source, target = groups < 30, groups >= 30
+    rows = domain_accuracy(x[source], x[target])
+    clusters = domain_accuracy(x[source], x[target], groups[source], groups[target])
+    # 60 clusters: a group-fold accuracy has a chance-level sd of about 0.07
+    assert rows > 0.7 and clusters < 0.62 and rows - clusters > 0.15
+
+
 def test_alignment_sees_a_shift_only_in_the_band_that_carries_it():
     """Target maps differ from source maps only at one grid frequency, the one at zigzag
     position 10: the band of window size 1 there separates the domains, GAP and position 3 do
@@ -58,7 +73,8 @@ def test_alignment_sees_a_shift_only_in_the_band_that_carries_it():
                                   torch.cos(torch.pi * (2 * k + 1) * v / 14))
     held = {}
     for name, f in (("source", f_s), ("target", f_t)):
-        held[name] = {"feat": f.mean((2, 3)).numpy(), "coeffs": all_frequencies(f, 7).numpy()}
+        held[name] = {"feat": f.mean((2, 3)).numpy(), "coeffs": all_frequencies(f, 7).numpy(),
+                      "groups": np.arange(n) // 10}
     out = alignment(held["source"], held["target"], [3, 10], size=1)
     # the shift is about 1.8 noise sd per channel in that coefficient, over 8 channels
     assert out["bands"]["10"] > 0.9
@@ -122,6 +138,7 @@ def test_split_by_seed_rotates_the_split_and_results_carry_every_target_set(tiny
     sizes = saved["sizes"]
     assert set(saved["alignment"]["bands"]) == {str(p) for p in Plan(cfg).positions}
     assert all(0 <= a <= 1 for a in [saved["alignment"]["gap"], *saved["alignment"]["bands"].values()])
+    assert saved["alignment"]["folds"] == "content groups"
     assert saved["alignment"]["images"] == {"source": sizes["src_val"],
                                             "target": sizes["tgt_val"] + sizes["tgt_test"]}
     pred = np.load(tmp_path / "target_predictions.npz")
