@@ -67,6 +67,7 @@ def gate_row(runs: dict) -> dict:
             "src_cost_fa": so["source_val"]["srcc"] - fa["source_val"]["srcc"],
             "acc_gap": {m: r["alignment"]["gap"] for m, r in runs.items()},
             "acc_band": {m: r["alignment"]["bands"][p] for m, r in runs.items()},
+            "window": int(p),
             "src_srcc": {m: r["source_val"]["srcc"] for m, r in runs.items()},
             "target_all_srcc": {m: r["target_all"]["srcc"] for m, r in runs.items()}}
 
