@@ -85,8 +85,21 @@ def write_report(out: str, results: dict, target_predictions: dict) -> None:
              f"Preset `{results['preset']}`, seed {results['seed']}, {results['steps']} steps, "
              f"{results['seconds']} s.", "",
              "| split | SRCC | PLCC | KRCC | RMSE |", "|---|---|---|---|---|",
+             _metrics_row("target, every image", results["target_all"]),
+             _metrics_row("target held-out (val + test)", results["target_heldout"]),
              _metrics_row("target test", results["target"]),
              _metrics_row("source val", results["source_val"]), ""]
+    align = results["alignment"]
+    lines += ["## Alignment", "",
+              f"Balanced accuracy of a domain classifier fit fresh for the measurement, "
+              f"cross-validated over folds of whole content groups, on held-out images "
+              f"({align['images']['source']} source, {align['images']['target']} target); 0.5: "
+              f"the domains are indistinguishable on those features. Compare with a "
+              f"source-only run of the same seed (`freqalign compare` does).", "",
+              "| features | GAP | " + " | ".join(f"band {p}" for p in align["bands"]) + " |",
+              "|---|---|" + "---|" * len(align["bands"]),
+              f"| accuracy | {align['gap']:.3f} | " +
+              " | ".join(f"{v:.3f}" for v in align["bands"].values()) + " |", ""]
     sel = results["selected_window"]
     if sel:
         where = "GAP (DANN)" if sel["position"] is None else f"position {sel['position']}"
