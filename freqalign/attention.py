@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .basis import Freq, grid_to_index
-from .ops import ms_attention
+from .basis import Freq
+from .ops.fused_attention import grid_attention
 from .pooling import FreqPool
 
 
@@ -105,8 +105,7 @@ class MultiSpectralAttention(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"MultiSpectralAttention expects a (B, C, H, W) tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        indices = grid_to_index(self.pool.freqs, x.shape[-2], x.shape[-1], self.pool.grid)
-        return ms_attention(x, indices, self.fc[0].weight, self.fc[2].weight)
+        return grid_attention(x, self.pool.freqs, self.pool.grid, self.fc[0].weight, self.fc[2].weight)
 
     def extra_repr(self) -> str:
         choice = f"freqs={self.freq_choice!r}, " if self.freq_choice else ""

@@ -106,6 +106,13 @@ def _warn_once(name: str, reason: str) -> None:
                       f"falling back to the pure-PyTorch backend", RuntimeWarning, stacklevel=3)
 
 
+def capturing() -> bool:
+    """True while ``torch.jit`` traces or scripts, or ``torch.export`` captures (``torch.onnx`` runs
+    under one of them): the ops and layers then run their plain formulation in standard torch ops
+    (docs/design.md section 2, "Exporting"). False in eager and under ``torch.compile``."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_exporting()
+
+
 def select(device: torch.device) -> Kernels:
     """The kernels to run on ``device``: the requested backend, or ``auto``'s choice."""
     name = _requested()

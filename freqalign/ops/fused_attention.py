@@ -21,7 +21,7 @@ import functools
 import torch
 
 from .. import backend
-from ..basis import accumulation_dtype, pool_filters
+from ..basis import accumulation_dtype, grid_filters, grid_to_index, pool_filters
 from . import autograd, torch_ref
 from .validate import check_float_tensor, parse_freqs
 
@@ -199,7 +199,26 @@ def ms_attention(x: torch.Tensor, freqs, w1: torch.Tensor, w2: torch.Tensor) -> 
         raise ValueError(f"ms_attention splits the C={channels} channels of x into K={len(pairs)} equal "
                          f"groups (one per frequency), but {channels} % {len(pairs)} != 0")
     filters = pool_filters(pairs, x.shape[-2], x.shape[-1], "ortho", accumulation_dtype(x.dtype), x.device)
+    if backend.capturing():
+        return plain(x, filters, w1, w2)
     return kernel_op(x)(x, filters, w1, w2)[0]
+
+
+def plain(x: torch.Tensor, filters: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The op in standard torch ops, for captured graphs: pool, the FC layers, scale."""
+    pooled = torch_ref.pool_forward(x.to(filters.dtype), filters, True)
+    _, att = fc(pooled, w1, w2)
+    return (x.to(att.dtype) * att[:, :, None, None]).to(x.dtype)
+
+
+def grid_attention(x: torch.Tensor, freqs, grid: int, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """:func:`ms_attention` at grid frequencies, as :func:`freqalign.ops.pool.grid_pool` pools:
+    the fused op in eager and compiled code, the plain formulation with bases built from the
+    traced size while a graph is captured for export."""
+    if not backend.capturing():
+        return ms_attention(x, grid_to_index(freqs, x.shape[-2], x.shape[-1], grid), w1, w2)
+    filters = grid_filters(freqs, grid, x.shape[-2], x.shape[-1], "ortho", accumulation_dtype(x.dtype), x.device)
+    return plain(x, filters, w1, w2)
 
 
 __all__ = ["ms_attention"]
