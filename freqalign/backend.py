@@ -64,6 +64,11 @@ def load(name: str) -> Optional[Kernels]:
     return kernels
 
 
+def name_of(kernels: Kernels) -> str:
+    """The name of a loaded backend's kernels (as :func:`select` returns them)."""
+    return next(name for name, loaded in _loaded.items() if loaded is kernels)
+
+
 def backends() -> Dict[str, str]:
     """Each backend's status: ``"available"`` or why not (not built, no GPU, import error)."""
     report = {}
@@ -88,9 +93,14 @@ def _requested() -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Run the enclosed ops on backend ``name`` (``auto``, ``torch``, ``cpu``, ``cuda``, ``triton``)."""
+    """Run the enclosed ops on backend ``name`` (``auto``, ``torch``, ``cpu``, ``cuda``, ``triton``).
+
+    A named backend loads on entry, so a compiled region inside finds its ops registered.
+    """
     if name != "auto" and name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto',) + BACKEND_NAMES}")
+    if name != "auto":
+        load(name)
     previous = getattr(_state, "override", None)
     _state.override = name
     try:

@@ -152,30 +152,24 @@ def _triton_ops():
 
 
 _FAMILIES = {"torch": _torch_ops, "cpu": _compiled_ops, "cuda": _compiled_ops, "triton": _triton_ops}
-_OPS = {}  # backend name -> (forward, backward), filled once per family outside compiled regions
+_OPS = {}  # backend name -> (forward, backward), filled once per family as its backend loads
 
 
-def _family(name: str):
+def family(name: str):
+    """The (forward, backward) attention ops of backend ``name``, registered on first use (the
+    backend's loader calls this, outside compiled regions: torch.compile cannot trace a
+    registration)."""
     if name not in _OPS:
         _OPS[name] = _FAMILIES[name]()
     return _OPS[name]
 
 
-def load_loaded_families() -> None:
-    """Register the attention ops of every backend loaded so far (as ``import freqalign.ops`` loads
-    backends: torch.compile cannot trace a first registration)."""
-    for name in _FAMILIES:
-        if backend.load(name) is not None:
-            _family(name)
-
-
 def kernel_op(x: torch.Tensor):
     """The forward kernel op of the backend that runs ``x`` (float64 on triton: the torch ops)."""
-    chosen = backend.select(x.device)
-    name = next(n for n in backend.BACKEND_NAMES if backend.load(n) is chosen)
+    name = backend.name_of(backend.select(x.device))
     if name == "triton" and x.dtype == torch.float64:
         name = "torch"
-    return _family(name)[0]
+    return family(name)[0]
 
 
 def ms_attention(x: torch.Tensor, freqs, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
