@@ -13,6 +13,10 @@ from typing import Iterable, Sequence, Tuple
 import torch
 
 Freq = Tuple[int, int]
+# pi as a float64 tensor, not a Python float: torch.onnx's dynamo exporter rounds Python float
+# scalars to float32, which would put a 1e-7 relative error into every cosine argument. A 0-d
+# CPU tensor combines with tensors on any device.
+_PI = torch.tensor(math.pi, dtype=torch.float64)
 
 
 def dct_rows(index: torch.Tensor, n, norm: str = "ortho") -> torch.Tensor:
@@ -26,7 +30,7 @@ def dct_rows(index: torch.Tensor, n, norm: str = "ortho") -> torch.Tensor:
     u = index.to(torch.float64).unsqueeze(1)
     weight = torch.where(index > 0, 2.0, 1.0).to(torch.float64).unsqueeze(1)
     scale = torch.sqrt(weight) / n if norm == "mean" else torch.sqrt(weight / n)
-    return torch.cos(math.pi * (2 * t + 1) * u / (2 * n)) * scale
+    return torch.cos((2 * t + 1) * u / (2 * n) * _PI) * scale
 
 
 def _static(*sizes) -> bool:
