@@ -109,7 +109,8 @@ def use_backend(name: str):
         _state.override = previous
 
 
-def _warn_once(name: str, reason: str) -> None:
+def warn_fallback(name: str, reason: str) -> None:
+    """One warning per backend: it is unavailable, and its calls run on the torch backend."""
     if name not in _warned:
         _warned.add(name)
         warnings.warn(f"freqalign: backend {name!r} is unavailable ({reason}); "
@@ -132,11 +133,11 @@ def select(device: torch.device) -> Kernels:
             kernels = load(candidate)
             if kernels is not None and device.type in kernels.devices:
                 return kernels
-        _warn_once(order[0], _failures.get(order[0], "not built for this device"))
+        warn_fallback(order[0], _failures.get(order[0], "not built for this device"))
         return load("torch")
     kernels = load(name)
     if kernels is None:
-        _warn_once(name, _failures.get(name, "not registered"))
+        warn_fallback(name, _failures.get(name, "not registered"))
         return load("torch")
     if device.type not in kernels.devices:
         raise ValueError(f"backend {name!r} runs on {'/'.join(kernels.devices)} tensors, "
