@@ -142,6 +142,7 @@ def test_wheel_from_sdist_builds_and_imports(tmp_path):
         archive.extractall(site)
         assert any(n.startswith("freqalign/_C") and n.endswith(".so") for n in archive.namelist())
         assert "freqalign/kernels/pool.py" in archive.namelist()
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in archive.namelist())
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)
