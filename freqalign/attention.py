@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .backend import capturing
 from .basis import Freq
 from .ops.fused_attention import grid_attention
 from .pooling import FreqPool
@@ -99,7 +100,9 @@ class MultiSpectralAttention(nn.Module):
                                 nn.Linear(hidden, channels, bias=False), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool_size is not None and tuple(x.shape[-2:]) != self.pool_size:
+        # A captured graph takes the pooled branch whatever its example's size (pooling to the
+        # same size is the identity), so it stays right at other sizes.
+        if self.pool_size is not None and (capturing() or tuple(x.shape[-2:]) != self.pool_size):
             weights = self.fc(self.pool(F.adaptive_avg_pool2d(x, self.pool_size)))
             return x * weights.view(x.shape[0], x.shape[1], 1, 1)
         if not isinstance(x, torch.Tensor) or x.dim() != 4:

@@ -129,6 +129,19 @@ def test_attention_layer(path, tmp_path):
         _assert_within(captured(x), att(x), bound, f"{path} at {(height, width)}")
 
 
+@pytest.mark.parametrize("path", ["jit_trace", "export"])
+def test_attention_with_a_pool_size(path, tmp_path):
+    """pool_size=7 (add_attention(pool_sizes="fcanet")): captured at 7 x 7, where eager skips the
+    average pooling, the graph still pools at 14 x 14 and 9 x 11 as eager does."""
+    torch.manual_seed(0)
+    att = MultiSpectralAttention(32, reduction=4, freqs="top16", pool_size=7).double().eval()
+    inputs = [randn(2, 32, *size, seed=30 + i) for i, size in enumerate([(7, 7), *SIZES])]
+    captured = capture(att, inputs[0], path, tmp_path, min_size=7)
+    for x in inputs:
+        bound = attention_bounds(x, torch.ones_like(x), from_attention(att, 7, 7), adaptive=True)[0]
+        _assert_within(captured(x), att(x), bound, f"{path} at {tuple(x.shape[-2:])}")
+
+
 def test_ops_export_as_plain_torch():
     """The public ops inside a model: torch.export leaves no freqalign op, and the graph equals
     eager (same float64 formulation up to the kernels' summation order: ~1e-15 of 1)."""
