@@ -9,7 +9,7 @@ EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/* csrc/cuda/*)
 install: .build-stamp
 
 .build-stamp: $(EXT_SOURCES) pyproject.toml
-	$(PIP) install "setuptools>=64" wheel ninja torch==2.14.1 torchvision==0.29.1
+	$(PIP) install "setuptools>=77" wheel ninja torch==2.14.1 torchvision==0.29.1
 	MAX_JOBS=$${MAX_JOBS:-2} \
 		$(PIP) install --no-build-isolation -e ".[dev]"
 	touch $@

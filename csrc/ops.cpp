@@ -7,6 +7,12 @@
 #include <Python.h>
 
 #include <torch/library.h>
+#include <torch/version.h>
+
+// The torch this library is built against, as a marker that freqalign/ops/compiled.py finds in
+// the file's bytes before loading it: a library built for another torch is not loaded.
+extern "C" __attribute__((used, visibility("default"))) const char freqalign_built_for_torch[] =
+    "freqalign-built-for-torch=" TORCH_VERSION ";";
 
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "freqalign compiled kernels", -1,

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .basis import Freq, grid_to_index
-from .ops import ms_attention
+from .backend import capturing
+from .basis import Freq
+from .ops.fused_attention import grid_attention
 from .pooling import FreqPool
 
 
@@ -99,14 +100,15 @@ class MultiSpectralAttention(nn.Module):
                                 nn.Linear(hidden, channels, bias=False), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool_size is not None and tuple(x.shape[-2:]) != self.pool_size:
+        # A captured graph takes the pooled branch whatever its example's size (pooling to the
+        # same size is the identity), so it stays right at other sizes.
+        if self.pool_size is not None and (capturing() or tuple(x.shape[-2:]) != self.pool_size):
             weights = self.fc(self.pool(F.adaptive_avg_pool2d(x, self.pool_size)))
             return x * weights.view(x.shape[0], x.shape[1], 1, 1)
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"MultiSpectralAttention expects a (B, C, H, W) tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        indices = grid_to_index(self.pool.freqs, x.shape[-2], x.shape[-1], self.pool.grid)
-        return ms_attention(x, indices, self.fc[0].weight, self.fc[2].weight)
+        return grid_attention(x, self.pool.freqs, self.pool.grid, self.fc[0].weight, self.fc[2].weight)
 
     def extra_repr(self) -> str:
         choice = f"freqs={self.freq_choice!r}, " if self.freq_choice else ""

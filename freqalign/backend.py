@@ -64,6 +64,11 @@ def load(name: str) -> Optional[Kernels]:
     return kernels
 
 
+def name_of(kernels: Kernels) -> str:
+    """The name of a loaded backend's kernels (as :func:`select` returns them)."""
+    return next(name for name, loaded in _loaded.items() if loaded is kernels)
+
+
 def backends() -> Dict[str, str]:
     """Each backend's status: ``"available"`` or why not (not built, no GPU, import error)."""
     report = {}
@@ -88,9 +93,14 @@ def _requested() -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Run the enclosed ops on backend ``name`` (``auto``, ``torch``, ``cpu``, ``cuda``, ``triton``)."""
+    """Run the enclosed ops on backend ``name`` (``auto``, ``torch``, ``cpu``, ``cuda``, ``triton``).
+
+    A named backend loads on entry, so a compiled region inside finds its ops registered.
+    """
     if name != "auto" and name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto',) + BACKEND_NAMES}")
+    if name != "auto":
+        load(name)
     previous = getattr(_state, "override", None)
     _state.override = name
     try:
@@ -99,11 +109,19 @@ def use_backend(name: str):
         _state.override = previous
 
 
-def _warn_once(name: str, reason: str) -> None:
+def warn_fallback(name: str, reason: str) -> None:
+    """One warning per backend: it is unavailable, and its calls run on the torch backend."""
     if name not in _warned:
         _warned.add(name)
         warnings.warn(f"freqalign: backend {name!r} is unavailable ({reason}); "
                       f"falling back to the pure-PyTorch backend", RuntimeWarning, stacklevel=3)
+
+
+def capturing() -> bool:
+    """True while ``torch.jit`` traces or scripts, or ``torch.export`` captures (``torch.onnx`` runs
+    under one of them): the ops and layers then run their plain formulation in standard torch ops
+    (docs/design.md section 2, "Exporting"). False in eager and under ``torch.compile``."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_exporting()
 
 
 def select(device: torch.device) -> Kernels:
@@ -115,11 +133,11 @@ def select(device: torch.device) -> Kernels:
             kernels = load(candidate)
             if kernels is not None and device.type in kernels.devices:
                 return kernels
-        _warn_once(order[0], _failures.get(order[0], "not built for this device"))
+        warn_fallback(order[0], _failures.get(order[0], "not built for this device"))
         return load("torch")
     kernels = load(name)
     if kernels is None:
-        _warn_once(name, _failures.get(name, "not registered"))
+        warn_fallback(name, _failures.get(name, "not registered"))
         return load("torch")
     if device.type not in kernels.devices:
         raise ValueError(f"backend {name!r} runs on {'/'.join(kernels.devices)} tensors, "

@@ -13,29 +13,46 @@ from typing import Iterable, Sequence, Tuple
 import torch
 
 Freq = Tuple[int, int]
+# pi as a float64 tensor, not a Python float: torch.onnx's dynamo exporter rounds Python float
+# scalars to float32, which would put a 1e-7 relative error into every cosine argument. A 0-d
+# CPU tensor combines with tensors on any device.
+_PI = torch.tensor(math.pi, dtype=torch.float64)
 
 
-def _build_dct_matrix(n: int, dtype: torch.dtype, device) -> torch.Tensor:
-    u = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(1)
-    t = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(0)
-    basis = torch.cos(math.pi * (2 * t + 1) * u / (2 * n))
-    scale = torch.full((n, 1), math.sqrt(2.0 / n), dtype=torch.float64, device=device)
-    scale[0] = math.sqrt(1.0 / n)
-    return (basis * scale).to(dtype)
+def dct_rows(index: torch.Tensor, n, norm: str = "ortho") -> torch.Tensor:
+    """Rows ``index`` of the (n, n) orthonormal DCT-II matrix, in float64: ``c_u(t)`` for u in
+    ``index``. ``norm="mean"`` divides them by sqrt(n), so a row product is ``B_uv / sqrt(H*W)``.
+
+    Torch ops only, so ``n`` may be an int, a ``torch.export`` SymInt or a ``torch.jit.trace``
+    size: an exported or traced graph builds its bases from the input's size.
+    """
+    t = torch.arange(n, dtype=torch.float64, device=index.device).unsqueeze(0)
+    u = index.to(torch.float64).unsqueeze(1)
+    weight = torch.where(index > 0, 2.0, 1.0).to(torch.float64).unsqueeze(1)
+    scale = torch.sqrt(weight) / n if norm == "mean" else torch.sqrt(weight / n)
+    return torch.cos((2 * t + 1) * u / (2 * n) * _PI) * scale
+
+
+def _static(*sizes) -> bool:
+    """True for plain int sizes outside torch.compile: the bases can be cached for them."""
+    return all(isinstance(s, int) for s in sizes) and not torch.compiler.is_compiling()
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return _build_dct_matrix(n, dtype, device)
+    return dct_rows(torch.arange(n, device=device), n).to(dtype)
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float64, device="cpu") -> torch.Tensor:
-    """The (n, n) orthonormal DCT-II matrix ``C[u, t] = c_u(t)``; ``C @ x`` is ``dct(x, norm="ortho")``."""
-    if n < 1:
-        raise ValueError(f"DCT length must be at least 1, got {n}")
-    if torch.compiler.is_compiling():
-        return _build_dct_matrix(n, dtype, torch.device(device))
-    return _cached_dct_matrix(int(n), dtype, torch.device(device))
+    """The (n, n) orthonormal DCT-II matrix ``C[u, t] = c_u(t)``; ``C @ x`` is ``dct(x, norm="ortho")``.
+
+    Cached per (n, dtype, device) for int sizes; built each call for traced or symbolic sizes.
+    """
+    if _static(n):
+        if n < 1:
+            raise ValueError(f"DCT length must be at least 1, got {n}")
+        return _cached_dct_matrix(n, dtype, torch.device(device))
+    return dct_rows(torch.arange(n, device=device), n).to(dtype)
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -43,15 +60,17 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _build_filters(freqs: Tuple[Freq, ...], height: int, width: int, norm: str, dtype, device):
-    rows = dct_matrix(height, torch.float64, device)
-    cols = dct_matrix(width, torch.float64, device)
-    u = torch.tensor([f[0] for f in freqs], device=device)
-    v = torch.tensor([f[1] for f in freqs], device=device)
-    filters = rows[u].unsqueeze(2) * cols[v].unsqueeze(1)
-    if norm == "mean":
-        filters = filters / math.sqrt(height * width)
-    return filters.to(dtype).contiguous()
+def _outer_filters(rows: torch.Tensor, cols: torch.Tensor, freqs: Tuple[Freq, ...], dtype) -> torch.Tensor:
+    """(K, H, W) products ``rows[u] x cols[v]`` for each (u, v) of ``freqs``, cast to ``dtype``."""
+    picked_rows = rows[[u for u, _ in freqs]].unsqueeze(2)
+    picked_cols = cols[[v for _, v in freqs]].unsqueeze(1)
+    return (picked_rows * picked_cols).to(dtype).contiguous()
+
+
+def _build_filters(freqs: Tuple[Freq, ...], height, width, norm: str, dtype, device):
+    rows = dct_rows(torch.arange(height, device=device), height, norm)
+    cols = dct_rows(torch.arange(width, device=device), width, norm)
+    return _outer_filters(rows, cols, freqs, dtype)
 
 
 @functools.lru_cache(maxsize=256)
@@ -63,14 +82,26 @@ def pool_filters(freqs: Sequence[Freq], height: int, width: int, norm: str = "or
                  dtype: torch.dtype = torch.float64, device="cpu") -> torch.Tensor:
     """The (K, H, W) basis images ``B_uv(h, w)`` for feature-size frequencies ``freqs``.
 
-    ``norm="mean"`` divides by sqrt(H*W) so that (0, 0) is exactly the mean.
+    ``norm="mean"`` divides by sqrt(H*W) so that (0, 0) is exactly the mean. Cached per
+    (freqs, size, norm, dtype, device) for int sizes; built each call for traced or symbolic sizes.
     """
     if norm not in ("ortho", "mean"):
         raise ValueError(f"norm must be 'ortho' or 'mean', got {norm!r}")
     freqs = tuple((int(u), int(v)) for u, v in freqs)
-    if torch.compiler.is_compiling():
-        return _build_filters(freqs, height, width, norm, dtype, torch.device(device))
-    return _cached_filters(freqs, int(height), int(width), norm, dtype, torch.device(device))
+    if _static(height, width):
+        return _cached_filters(freqs, height, width, norm, dtype, torch.device(device))
+    return _build_filters(freqs, height, width, norm, dtype, torch.device(device))
+
+
+def grid_filters(freqs: Sequence[Freq], grid: int, height, width, norm: str = "ortho",
+                 dtype: torch.dtype = torch.float64, device="cpu") -> torch.Tensor:
+    """``pool_filters`` for grid frequencies, mapped to ``(u * H // grid, v * W // grid)`` by torch
+    ops: what an exported or traced layer computes from its input's size (no collision check,
+    which needs concrete sizes; :func:`grid_to_index` does it in eager)."""
+    steps = torch.arange(grid, device=device)
+    rows = dct_rows(steps * height // grid, height, norm)
+    cols = dct_rows(steps * width // grid, width, norm)
+    return _outer_filters(rows, cols, tuple(freqs), dtype)
 
 
 @functools.lru_cache(maxsize=64)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .basis import Freq, grid_to_index, window
-from .ops import freq_pool
+from .ops.pool import grid_pool
 
 
 class FreqPool(nn.Module):
@@ -53,8 +53,7 @@ class FreqPool(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"FreqPool expects a (B, C, H, W) tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        indices = grid_to_index(self.freqs, x.shape[-2], x.shape[-1], self.grid)
-        return freq_pool(x, indices, grouped=self.grouped, norm=self.norm)
+        return grid_pool(x, self.freqs, self.grid, grouped=self.grouped, norm=self.norm)
 
     def extra_repr(self) -> str:
         where = (f"window=(position={self.window_position[0]}, size={self.window_position[1]}), "

@@ -89,3 +89,30 @@ def test_every_module_imports_in_a_fresh_interpreter_in_random_order(seed):
     proc = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"order {names}:\n{proc.stderr[-3000:]}"
+
+
+HEAVY = ("triton", "torch._inductor", "torch._dynamo", "sympy")
+
+
+def _heavy_modules_after_import(**env) -> list:
+    """The HEAVY modules a fresh ``import freqalign`` loads with no GPU visible and ``env`` set."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("FREQALIGN_BACKEND", "TRITON_INTERPRET")}
+    clean.update(CUDA_VISIBLE_DEVICES="", **env)
+    code = f"import freqalign, sys; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=clean)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split()
+
+
+def test_import_is_light_without_a_gpu():
+    """No GPU and no request for triton: ``import freqalign`` loads no triton, inductor, dynamo or
+    sympy (issue 24: they doubled the import time of every CLI call)."""
+    assert _heavy_modules_after_import() == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_asking_for_triton_loads_it():
+    """FREQALIGN_BACKEND=triton loads the triton backend at import (so a compiled region finds its
+    ops registered): the check above does see triton when it is there."""
+    assert "triton" in _heavy_modules_after_import(FREQALIGN_BACKEND="triton")

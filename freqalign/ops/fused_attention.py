@@ -21,7 +21,7 @@ import functools
 import torch
 
 from .. import backend
-from ..basis import accumulation_dtype, pool_filters
+from ..basis import accumulation_dtype, grid_filters, grid_to_index, pool_filters
 from . import autograd, torch_ref
 from .validate import check_float_tensor, parse_freqs
 
@@ -152,30 +152,24 @@ def _triton_ops():
 
 
 _FAMILIES = {"torch": _torch_ops, "cpu": _compiled_ops, "cuda": _compiled_ops, "triton": _triton_ops}
-_OPS = {}  # backend name -> (forward, backward), filled once per family outside compiled regions
+_OPS = {}  # backend name -> (forward, backward), filled once per family as its backend loads
 
 
-def _family(name: str):
+def family(name: str):
+    """The (forward, backward) attention ops of backend ``name``, registered on first use (the
+    backend's loader calls this, outside compiled regions: torch.compile cannot trace a
+    registration)."""
     if name not in _OPS:
         _OPS[name] = _FAMILIES[name]()
     return _OPS[name]
 
 
-def load_loaded_families() -> None:
-    """Register the attention ops of every backend loaded so far (as ``import freqalign.ops`` loads
-    backends: torch.compile cannot trace a first registration)."""
-    for name in _FAMILIES:
-        if backend.load(name) is not None:
-            _family(name)
-
-
 def kernel_op(x: torch.Tensor):
     """The forward kernel op of the backend that runs ``x`` (float64 on triton: the torch ops)."""
-    chosen = backend.select(x.device)
-    name = next(n for n in backend.BACKEND_NAMES if backend.load(n) is chosen)
+    name = backend.name_of(backend.select(x.device))
     if name == "triton" and x.dtype == torch.float64:
         name = "torch"
-    return _family(name)[0]
+    return family(name)[0]
 
 
 def ms_attention(x: torch.Tensor, freqs, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
@@ -199,7 +193,26 @@ def ms_attention(x: torch.Tensor, freqs, w1: torch.Tensor, w2: torch.Tensor) -> 
         raise ValueError(f"ms_attention splits the C={channels} channels of x into K={len(pairs)} equal "
                          f"groups (one per frequency), but {channels} % {len(pairs)} != 0")
     filters = pool_filters(pairs, x.shape[-2], x.shape[-1], "ortho", accumulation_dtype(x.dtype), x.device)
+    if backend.capturing():
+        return plain(x, filters, w1, w2)
     return kernel_op(x)(x, filters, w1, w2)[0]
+
+
+def plain(x: torch.Tensor, filters: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The op in standard torch ops, for captured graphs: pool, the FC layers, scale."""
+    pooled = torch_ref.pool_forward(x.to(filters.dtype), filters, True)
+    _, att = fc(pooled, w1, w2)
+    return (x.to(att.dtype) * att[:, :, None, None]).to(x.dtype)
+
+
+def grid_attention(x: torch.Tensor, freqs, grid: int, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """:func:`ms_attention` at grid frequencies, as :func:`freqalign.ops.pool.grid_pool` pools:
+    the fused op in eager and compiled code, the plain formulation with bases built from the
+    traced size while a graph is captured for export."""
+    if not backend.capturing():
+        return ms_attention(x, grid_to_index(freqs, x.shape[-2], x.shape[-1], grid), w1, w2)
+    filters = grid_filters(freqs, grid, x.shape[-2], x.shape[-1], "ortho", accumulation_dtype(x.dtype), x.device)
+    return plain(x, filters, w1, w2)
 
 
 __all__ = ["ms_attention"]

@@ -1,8 +1,10 @@
-"""``freq_pool``: masked frequency pooling of (B, C, H, W) features at K DCT frequencies."""
+"""``freq_pool``: masked frequency pooling of (B, C, H, W) features at K DCT frequencies, and
+``grid_pool``, the layers' call at grid frequencies."""
 import torch
 
 from .. import backend
-from ..basis import accumulation_dtype, pool_filters
+from ..basis import accumulation_dtype, grid_filters, grid_to_index, pool_filters
+from . import torch_ref
 from .validate import check_float_tensor, parse_freqs
 
 
@@ -25,4 +27,19 @@ def freq_pool(x: torch.Tensor, freqs, *, grouped: bool = True, norm: str = "orth
                          f"equal groups (one per entry of freqs), but {x.shape[1]} % {len(pairs)} != 0; "
                          f"use a K that divides C, or grouped=False")
     filters = pool_filters(pairs, height, width, norm, accumulation_dtype(x.dtype), x.device)
-    return backend.select(x.device).pool_forward(x, filters, grouped)
+    pool = torch_ref.pool_forward if backend.capturing() else backend.select(x.device).pool_forward
+    return pool(x, filters, grouped)
+
+
+def grid_pool(x: torch.Tensor, freqs, grid: int, *, grouped: bool, norm: str) -> torch.Tensor:
+    """:func:`freq_pool` at grid frequencies ``freqs``, mapped to ``(u * H // grid, v * W // grid)``.
+
+    Eager and compiled: :func:`grid_to_index` (with its collision check) and the kernels. While a
+    graph is captured for export: the plain formulation, its bases built from the traced size,
+    so the graph works at every size (docs/design.md section 2, "Exporting").
+    """
+    if not backend.capturing():
+        indices = grid_to_index(freqs, x.shape[-2], x.shape[-1], grid)
+        return freq_pool(x, indices, grouped=grouped, norm=norm)
+    filters = grid_filters(freqs, grid, x.shape[-2], x.shape[-1], norm, accumulation_dtype(x.dtype), x.device)
+    return torch_ref.pool_forward(x, filters, grouped)
