@@ -179,6 +179,20 @@ def test_pool_forward_grouped_plane_blocks(dtype, size):
         assert_pool_forward(out, x, filters, True, f"grouped {size} {dtype} {layout}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pool_forward_inf_in_the_overlapped_tail_stays_inf(dtype):
+    """A 7x7 plane's last vector overlaps the one before it; an Inf in the overlap is counted once
+    (+Inf out, not the NaN of Inf * 0)."""
+    x = randn(2, 8, 7, 7, seed=42, dtype=dtype)
+    x[0, 3].view(-1)[46] = float("inf")  # in the overlap: 41..47 for 8 lanes, 45..47 for 4
+    filters = random_filters(1, 7, 7, dtype, seed=43).abs() + 0.1
+    out = ops.pool_forward(x, filters, True)
+    assert out[0, 3] == float("inf")
+    finite = torch.ones_like(out, dtype=torch.bool)
+    finite[0, 3] = False
+    assert torch.isfinite(out[finite]).all()
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("grouped", [True, False])
 def test_pool_backward_float64(size, grouped):
