@@ -36,6 +36,7 @@ from lib import report_text  # noqa: E402
 
 WRONG_TOLERANCE = 1e-4  # max |out - ref| / max |ref| above which a provider's output is flagged
 
+ISSUE24_SHAPES = ((32, 2048, 7, 7), (32, 2048, 14, 14), (16, 1024, 32, 32))
 # (op, shapes or None for all, test, limit, description, source); see check_targets.
 TARGETS = (
     ("pool_fwd_grouped", ((32, 2048, 14, 14), (16, 1024, 32, 32)), "vs_floor", 2.0,
@@ -52,6 +53,14 @@ TARGETS = (
      ">= 4x faster than the plain-PyTorch reference", "issue #2"),
     ("pool_fwd_grouped", None, "speedup:compile_mul_sum", 1.0,
      "faster than torch.compile(mul+sum)", "docs/design.md section 8"),
+    ("pool_fwd_grouped", ((32, 2048, 14, 14),), "vs_floor", 1.15,
+     "fused <= 1.15x read-once floor x.sum()", "issue #24"),
+    ("pool_fwd_ungrouped", ISSUE24_SHAPES, "speedup:compile_matmul", 1.0,
+     "faster than torch.compile(matmul)", "issue #24"),
+    ("dct2d_fwd", ISSUE24_SHAPES, "speedup:compile_matmul", 1.0,
+     "faster than torch.compile(C_H @ x @ C_W.T)", "issue #24"),
+    ("attention", ISSUE24_SHAPES, "speedup:compile_fcanet", 1.0,
+     "faster than torch.compile(FcaNet's layer), forward + backward", "issue #24"),
 )
 
 

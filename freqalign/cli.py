@@ -1,5 +1,5 @@
 """The ``freqalign`` command line: one function per subcommand (train, compare, study, eval,
-score, info).
+score, config, info).
 
 A user mistake (unknown dataset, missing path, bad config key, a grid that does not fit the
 feature map, an unsafe checkpoint) or a fault around a run (a non-finite loss, a full disk, a
@@ -152,6 +152,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _sorted(rows, order: str):
+    """Rows in input order, by path, or by score, best first."""
+    if order == "path":
+        return sorted(rows)
+    if order == "score":
+        return sorted(rows, key=lambda row: -row[1])
+    return rows
+
+
 def cmd_score(args) -> int:
     from .data.scoring import format_table, save_scores
     from .scoring import load_scorer
@@ -164,10 +173,33 @@ def cmd_score(args) -> int:
                                   skip_bad=args.skip_bad, progress=scorer.cfg.progress)
     for warning in caught:
         print(f"freqalign score: warning: {warning.message}", file=sys.stderr)
-    print(format_table(rows))
+    rows = _sorted(rows, args.sort)
+    print(format_table(rows, scorer.metric, scorer.higher_is_better))
     if args.out:
-        save_scores(rows, args.out)
+        save_scores(rows, args.out, scorer.metric, scorer.higher_is_better)
         print(f"wrote {len(rows)} scores to {args.out}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from dataclasses import fields
+
+    import yaml
+
+    from .train.config import ALLOWED, Config
+
+    if args.list_keys:
+        defaults = Config()
+        rows = [(f.name, yaml.safe_dump(getattr(defaults, f.name)).split("\n")[0], str(ALLOWED[f.name]))
+                for f in fields(Config)]
+        widths = [max(len(row[i]) for row in rows + [("key", "default", "")]) for i in range(2)]
+        print(f"{'key':<{widths[0]}}  {'default':<{widths[1]}}  allows")
+        for name, default, allowed in rows:
+            print(f"{name:<{widths[0]}}  {default:<{widths[1]}}  {allowed}")
+        print("(defaults before a preset; `freqalign config --show --preset NAME` resolves one)")
+        return 0
+    cfg = _make_config(args, method=args.method)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0
 
 
@@ -199,16 +231,31 @@ def cmd_info(args) -> int:
     return 0
 
 
+EXAMPLES = """examples:
+  freqalign train                                   # FreqAlign, preset demo: embedded-v7-source -> embedded-v7-target
+  freqalign train --preset smoke --method dann lr=3e-4
+  freqalign compare --preset demo --seeds 5
+  freqalign eval runs/dann-demo-seed0/checkpoints/best.pt --dataset embedded-v7-target
+  freqalign score runs/dann-demo-seed0/checkpoints/best.pt photos/ --sort score --out scores.csv
+  freqalign config --show --preset demo window_size=16
+  freqalign config --list-keys
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="freqalign", description="FreqAlign domain adaptation for blind image quality "
-        "assessment, on fast DCT frequency pooling.")
+        "assessment, on fast DCT frequency pooling.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"freqalign {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one method (default: the whole FreqAlign pipeline "
                        "on the embedded dataset, preset demo)")
     _config_args(p)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="training seed (config seed; default 0)")
     p.add_argument("--out", default="", help="run folder (default runs/METHOD-PRESET-seedN)")
     p.add_argument("--resume", default="", metavar="DIR",
                    help="continue the run in DIR from its checkpoints/last.pt")
@@ -220,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> compare.json and compare.md")
     _config_args(p, method=False)
     p.add_argument("--seeds", type=_int_at_least(1), default=5, help="number of seeds (default 5)")
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds run are FIRST_SEED .. FIRST_SEED + SEEDS - 1 (default 0)")
     p.add_argument("--out", default="", help="folder (default runs/compare-PRESET)")
     p.set_defaults(func=cmd_compare)
 
@@ -228,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "one warm-up per seed) against GAP -> study.json/.md/.png")
     _config_args(p, method=False)
     p.add_argument("--seeds", type=_int_at_least(1), default=3, help="number of seeds (default 3)")
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds run are FIRST_SEED .. FIRST_SEED + SEEDS - 1 (default 0)")
     p.add_argument("--stride", type=_int_at_least(1), default=1,
                    help="window positions visited: every STRIDE-th (config search_stride; "
                    "default 1: all)")
@@ -245,10 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
     p.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
-    p.add_argument("--dataset", required=True, help="dataset spec, e.g. embedded-target")
+    p.add_argument("--dataset", required=True,
+                   help="dataset spec, e.g. embedded-v7-target (the demo's target), koniq10k:DIR, "
+                   "csv:FILE (`freqalign info` lists them)")
     p.add_argument("--device", default=None,
                    help="auto | cpu | cuda | cuda:N (default: the checkpoint's, usually auto)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=128)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=128,
+                   help="crops per forward pass (default 128)")
     _crops_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -259,15 +311,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the scores to a .csv or .json file")
     p.add_argument("--device", default=None,
                    help="auto | cpu | cuda | cuda:N (default: the checkpoint's, usually auto)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32,
+                   help="images read per batch (default 32)")
     p.add_argument("--image-size", type=_int_at_least(0), default=0,
                    help="side of the crops scored (default: the checkpoint's training size)")
     _crops_arg(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images and decompression bombs (and count them)")
+    p.add_argument("--sort", choices=("input", "path", "score"), default="input",
+                   help="row order: input (default: as given, folders sorted), path, or score "
+                   "(best first)")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("info", help="versions, backends and devices")
+    p = sub.add_parser("config", help="print the resolved config of a preset, --config file and "
+                       "overrides (--show), or every config key (--list-keys)")
+    _config_args(p)
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--show", action="store_true",
+                      help="print the resolved config as YAML (the default action)")
+    show.add_argument("--list-keys", action="store_true",
+                      help="every config key with its default and the values it allows")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("info", help="versions, backends, devices and datasets")
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -105,20 +105,57 @@ def load_model(path: str, device: Optional[str] = None):
     return model.eval(), cfg, ck, dev
 
 
+# integer image dtypes and the value of full intensity (torchvision's convention: to_dtype(scale=True))
+IMAGE_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def as_images(images: torch.Tensor) -> torch.Tensor:
+    """An image tensor as the model takes it: (B, 3, h, w) floating point in [0, 1].
+
+    uint8 (what ``torchvision.io.read_image`` returns) and uint16 are divided by their full
+    intensity (255, 65535); floating-point tensors are taken as they are, in [0, 1]. (3, h, w) is
+    one image; one channel is grey, scored as its RGB equivalent (the channel repeated). Any
+    other dtype or shape is a ``TypeError`` / ``ValueError`` saying what is expected."""
+    if images.dtype in IMAGE_MAX:
+        images = images.float() / IMAGE_MAX[images.dtype]
+    elif not images.is_floating_point():
+        raise TypeError(f"image tensors must be uint8 (0..255), uint16 (0..65535) or floating point "
+                        f"in [0, 1], got dtype {images.dtype}")
+    if images.dim() == 3:
+        images = images[None]
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected a (B, 3, h, w) batch or a (3, h, w) image (1 channel: grey), "
+                         f"got shape {tuple(images.shape)}")
+    return images.expand(-1, 3, -1, -1)
+
+
 class Scorer(nn.Module):
     """A trained model's quality scores in [0, 1] (higher = better), computed as ``freqalign
     eval`` computes them: the mean over each image's ``crops`` grid of ``image_size`` crops.
 
-    Call it with a (B, 3, h, w) tensor in [0, 1] (scored at its own resolution) for a (B,)
-    tensor, a PIL image for a float, or a path, a folder or a list of them for
-    ``[(file, score), ...]`` (files and PIL images are first resized as the training data
-    were: ``fit_size(data_size, image_size)``). Runs on the model's device.
+    What it takes, and returns (tensors are scored at their own resolution; files and PIL
+    images are first resized as the training data were: ``fit_size(data_size, image_size)``):
+
+    - a (B, 3, h, w) tensor: a (B,) tensor of scores, on the tensor's device;
+    - a (3, h, w) tensor, a PIL image or an image file's path: a float;
+    - a folder, or a list of paths and folders: ``[(file, score), ...]`` (folders expanded
+      recursively, sorted).
+
+    Tensors are uint8 (0..255, as ``torchvision.io.read_image`` returns them), uint16 or
+    floating point in [0, 1]; one channel is grey (``as_images``). Runs on the model's device.
+    ``metric`` names the scores (``freqalign:METHOD``), and higher scores are better.
     """
+
+    higher_is_better = True
 
     def __init__(self, model: nn.Module, cfg, crops: int = 0, image_size: int = 0):
         super().__init__()
         self.model, self.cfg = model.eval(), cfg
         self.crops, self.image_size = crops or cfg.eval_crops, image_size or cfg.image_size
+
+    @property
+    def metric(self) -> str:
+        return f"freqalign:{self.cfg.method}"
 
     @property
     def device(self) -> torch.device:
@@ -128,19 +165,22 @@ class Scorer(nn.Module):
         from PIL import Image
 
         if isinstance(images, torch.Tensor):
-            return self.score_batch(images)
+            scores = self.score_batch(images)
+            return float(scores[0]) if images.dim() == 3 else scores
         if isinstance(images, Image.Image):
             return self.score_image(images)
+        if isinstance(images, (str, os.PathLike)) and not os.path.isdir(images):
+            return self.score_paths([images])[0][1]
         if isinstance(images, (str, os.PathLike, list, tuple)):
             return self.score_paths([images] if isinstance(images, (str, os.PathLike)) else images)
         raise TypeError(f"score a (B, 3, h, w) tensor, a PIL image or paths, not "
                         f"{type(images).__name__}")
 
     def score_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores (B,) of a (B, 3, h, w) batch in [0, 1], on the batch's device."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, h, w) batch, got shape {tuple(images.shape)}")
-        means = crop_means(self.model, list(images), self.image_size, self.crops,
+        """Scores (B,) of a (B, 3, h, w) batch (or (1,) of one image; ``as_images`` says which
+        dtypes), on the batch's device."""
+        batch = as_images(images)
+        means = crop_means(self.model, list(batch), self.image_size, self.crops,
                            self.cfg.eval_batch_size, self.device)
         return means["pred"].to(images.device)
 
@@ -173,5 +213,5 @@ def load_scorer(checkpoint: str, device: Optional[str] = None, crops: int = 0,
     return Scorer(model, cfg, crops, image_size)
 
 
-__all__ = ["check_fits", "grid_shape", "crop_grid", "grid_crops", "crop_means", "load_model",
+__all__ = ["as_images", "check_fits", "grid_shape", "crop_grid", "grid_crops", "crop_means", "load_model",
            "Scorer", "load_scorer"]

@@ -1,14 +1,26 @@
 """The ``freqalign`` command line: help, info, a tiny train + eval, user errors as one clear
 line with exit status 2 (never a traceback), and bugs with their traceback."""
+import argparse
+import csv
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import fields
 
+import numpy as np
 import pytest
+import yaml
+from PIL import Image
 
+import freqalign
 from freqalign import cli as cli_module
+from freqalign import storage
 from freqalign.cli import build_parser
+from freqalign.data.registry import known_datasets
+from freqalign.method.model import build_model
+from freqalign.train.config import ALLOWED, Config, make_config
 
 from tiny_run import assert_metrics_match_predictions, make_tiny_data, tiny_overrides
 
@@ -31,6 +43,51 @@ def test_help_lists_every_subcommand():
         assert command in text
     out = cli("--help")
     assert out.returncode == 0 and "compare" in out.stdout
+
+
+def test_version():
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout == f"freqalign {freqalign.__version__}\n"
+
+
+def _actions(parser):
+    """Every (command, action) of ``parser`` and its subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((f"{name} {a.dest}", a) for _, a in _actions(sub))
+        else:
+            yield action.dest, action
+
+
+def test_every_option_has_help_and_examples_name_known_datasets():
+    parser = build_parser()
+    missing = [name for name, action in _actions(parser)
+               if not isinstance(action, argparse._SubParsersAction) and not action.help]
+    assert missing == []
+    text = parser.format_help() + "".join(a.help for _, a in _actions(parser) if a.help)
+    named = set(re.findall(r"\bembedded-[\w-]+", text))
+    assert "embedded-v7-target" in named and named <= set(known_datasets())
+
+
+def test_config_show_is_the_resolved_config():
+    out = cli("config", "--show", "--preset", "smoke", "--method", "dann", "lr=0.01", "window_size=8")
+    assert out.returncode == 0, out.stderr
+    expected = make_config("smoke", overrides={"lr": 0.01, "window_size": 8}, method="dann").to_dict()
+    assert yaml.safe_load(out.stdout) == expected
+    assert list(yaml.safe_load(out.stdout)) == [f.name for f in fields(Config)]  # in the dataclass's order
+    bad = cli("config", "--show", "lr=-1")
+    assert bad.returncode == 2 and "config lr=-1" in bad.stderr
+
+
+def test_config_list_keys_gives_each_default_and_what_it_allows(capsys):
+    assert cli_module.main(["config", "--list-keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["key", "default", "allows"]
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert list(rows) == [f.name for f in fields(Config)]
+    assert rows["criterion"].split(None, 2) == ["criterion", "dev", str(ALLOWED["criterion"])]
+    assert rows["lr"].split(None, 2) == ["lr", "0.002", "> 0"]
 
 
 def test_info_reports_versions_backends_devices():
@@ -58,7 +115,7 @@ def test_train_then_eval(tiny, tmp_path):
     sc = cli("score", str(run / "checkpoints" / "best.pt"), images, "--out", str(scores_file),
              "--batch-size", "5")
     assert sc.returncode == 0, sc.stderr[-2000:]
-    scores = json.loads(scores_file.read_text())
+    scores = json.loads(scores_file.read_text())["scores"]
     assert len(scores) == 48 and f"wrote 48 scores to {scores_file}" in sc.stdout
     assert all(0 <= row["score"] <= 1 for row in scores)
 
@@ -121,3 +178,42 @@ def test_user_errors_are_one_line(tmp_path):
                         f"backbone_weights={tmp_path / 'r50.pth'}", "image_size=64"),
                     "backbone_weights", "IMAGENET1K_V2", "--backbone-weights")
     _one_line_error(cli("train", "--preset", "smoke", "source=csv:/no/such.csv"), "csv")
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """An untrained smoke checkpoint on 32 x 32 crops and a folder of three images."""
+    cfg = make_config("smoke", overrides={"image_size": 32, "cnn_width": 16, "disc_hidden": 16,
+                                          "regressor_hidden": 8, "eval_crops": 1, "progress": False,
+                                          "device": "cpu"})
+    folder = tmp_path_factory.mktemp("score")
+    storage.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, folder / "best.pt")
+    (folder / "images").mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a", "b", "c"):
+        pixels = np.kron(rng.random((4, 4, 3)) * rng.random(), np.ones((8, 8, 1)))  # 32 x 32, dimmed
+        Image.fromarray((pixels * 255).astype(np.uint8)).save(folder / "images" / f"{name}.png")
+    return folder
+
+
+def test_score_files_name_the_metric_and_sort_by_score(scored, tmp_path, capsys):
+    ck, images = str(scored / "best.pt"), str(scored / "images")
+    assert cli_module.main(["score", ck, images, "--out", str(tmp_path / "s.json"), "--device", "cpu"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "freqalign:freqalign (higher is better)"
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["metric"] == "freqalign:freqalign" and saved["higher_is_better"] is True
+    by_path = [(row["path"], row["score"]) for row in saved["scores"]]
+    assert [p for p, _ in by_path] == [os.path.join(images, f"{n}.png") for n in "abc"]
+    assert len({s for _, s in by_path}) == 3  # distinct scores, so the order below is decided
+
+    assert cli_module.main(["score", ck, images, "--sort", "score", "--out", str(tmp_path / "s.csv"),
+                            "--device", "cpu"]) == 0
+    best_first = sorted(by_path, key=lambda row: -row[1])
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:6]]
+    assert shown == [p for p, _ in best_first]
+    with open(tmp_path / "s.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["path", "score", "metric", "higher_is_better"]
+    assert [(p, float(s)) for p, s, _, _ in rows[1:]] == best_first
+    assert {(m, h) for _, _, m, h in rows[1:]} == {("freqalign:freqalign", "true")}

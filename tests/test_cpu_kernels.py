@@ -160,6 +160,39 @@ def test_pool_forward_channels_last_groups(channels, k):
         assert_pool_forward(ops.pool_forward(cl, filters, grouped), x, filters, grouped, f"C={channels} K={k}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(1, 7), (2, 4), (3, 3), (7, 7), (14, 14), (5, 13), (32, 32)])
+def test_pool_forward_grouped_plane_blocks(dtype, size):
+    """Grouped pooling of contiguous planes, several planes per step: groups of 19 channels (full
+    blocks of 4 or 8 planes and a remainder), plane sizes below, at and above a vector (the tail
+    vector), thread chunks that split blocks, and planes that are contiguous but channels that are
+    not (a channel slice of a NaN-filled tensor)."""
+    k, group = 3, 19
+    filters = random_filters(k, *size, accumulation(dtype), seed=40)
+    x = randn(37, k * group, *size, seed=41, dtype=dtype)
+    big = torch.full((37, 2 * k * group, *size), float("nan"), dtype=dtype)
+    every_other = big[:, ::2]
+    every_other.copy_(x)
+    for xx, layout in ((x, "contiguous"), (every_other, "channel-strided")):
+        out = ops.pool_forward(xx, filters, True)
+        assert out.dtype == dtype
+        assert_pool_forward(out, x, filters, True, f"grouped {size} {dtype} {layout}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pool_forward_inf_in_the_overlapped_tail_stays_inf(dtype):
+    """A 7x7 plane's last vector overlaps the one before it; an Inf in the overlap is counted once
+    (+Inf out, not the NaN of Inf * 0)."""
+    x = randn(2, 8, 7, 7, seed=42, dtype=dtype)
+    x[0, 3].view(-1)[46] = float("inf")  # in the overlap: 41..47 for 8 lanes, 45..47 for 4
+    filters = random_filters(1, 7, 7, dtype, seed=43).abs() + 0.1
+    out = ops.pool_forward(x, filters, True)
+    assert out[0, 3] == float("inf")
+    finite = torch.ones_like(out, dtype=torch.bool)
+    finite[0, 3] = False
+    assert torch.isfinite(out[finite]).all()
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("grouped", [True, False])
 def test_pool_backward_float64(size, grouped):
@@ -260,6 +293,8 @@ def isa_check() -> None:
             filters = randn(4, *size, seed=30, dtype=acc)
             for xx in (x, x.contiguous(memory_format=torch.channels_last)):
                 assert_transform(ops.transform2d(xx, left, right), x, left, right, f"transform2d {size} {dtype}")
+                one_group = ops.pool_forward(xx, filters[:1], True)  # 8 channels: a block of planes
+                assert_pool_forward(one_group, x, filters[:1], True, f"pool_forward {size} {dtype} K=1")
                 for grouped in (True, False):
                     out = ops.pool_forward(xx, filters, grouped)
                     assert_pool_forward(out, x, filters, grouped, f"pool_forward {size} {dtype} {grouped}")

@@ -485,13 +485,17 @@ def test_score_images_bad_inputs(tmp_path):
 
 def test_save_scores_and_table(tmp_path):
     rows = [("a/1.png", 0.25), ("b/long_name.jpg", 0.8125)]
-    save_scores(rows, tmp_path / "s.csv")
+    save_scores(rows, tmp_path / "s.csv", "niqe", higher_is_better=False)
     with open(tmp_path / "s.csv") as f:
-        assert [(r["path"], float(r["score"])) for r in csv.DictReader(f)] == rows
-    save_scores(rows, tmp_path / "s.json")
-    assert json.loads((tmp_path / "s.json").read_text()) == \
-        [{"path": p, "score": s} for p, s in rows]
+        read = list(csv.DictReader(f))
+    assert [(r["path"], float(r["score"])) for r in read] == rows
+    assert {(r["metric"], r["higher_is_better"]) for r in read} == {("niqe", "false")}
+    save_scores(rows, tmp_path / "s.json", "freqalign:dann")
+    assert json.loads((tmp_path / "s.json").read_text()) == {
+        "metric": "freqalign:dann", "higher_is_better": True,
+        "scores": [{"path": p, "score": s} for p, s in rows]}
     with pytest.raises(ValueError, match=".csv or .json"):
-        save_scores(rows, tmp_path / "s.txt")
+        save_scores(rows, tmp_path / "s.txt", "niqe")
     table = format_table(rows).splitlines()
     assert len(table) == 4 and table[3].endswith("0.8125") and table[2].startswith("a/1.png ")
+    assert format_table(rows, "niqe", higher_is_better=False).splitlines()[0] == "niqe (lower is better)"

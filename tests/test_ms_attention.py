@@ -16,7 +16,9 @@ from freqalign.ops import ms_attention
 from interpreter import IN_INTERPRETER, interpreted, run_interpreter_tests
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-SHAPES = [(2, 16, 7, 7), (3, 8, 5, 9), (2, 4, 1, 1), (1, 32, 14, 14)]
+# (37, 12, 7, 7) and (5, 12, 3, 3): plane counts that leave remainders after blocks of 4 or 8 planes,
+# split across threads, and planes just over a vector (the cpu kernels' tail paths)
+SHAPES = [(2, 16, 7, 7), (3, 8, 5, 9), (2, 4, 1, 1), (1, 32, 14, 14), (37, 12, 7, 7), (5, 12, 3, 3)]
 
 
 @pytest.mark.skipif(IN_INTERPRETER, reason="the interpreter run takes the triton tests only")

@@ -175,3 +175,18 @@ def test_missing_backend_falls_back_with_one_warning(monkeypatch):
     check_pool_forward(first, x, [(0, 0)], True, "ortho", "torch", "the torch fallback")
     assert torch.equal(second, first)
     assert "not built" in freqalign.backends()["unbuilt"]
+
+
+def test_checked_freqs_are_remembered_per_size_and_errors_never():
+    """Tuples of int pairs take a cached check (ops/validate.py); it answers as the full check does."""
+    from freqalign.ops.validate import parse_freqs
+
+    pairs = ((6, 6), (0, 1))
+    assert parse_freqs(pairs, 7, 7) == parse_freqs([[6, 6], [0, 1]], 7, 7) == pairs
+    for _ in range(2):  # the same freqs at a smaller size: out of range every time
+        with pytest.raises(ValueError, match=r"\(6, 6\) is out of range for a 6x6"):
+            parse_freqs(pairs, 6, 6)
+    with pytest.raises(ValueError, match="freqs is empty"):
+        parse_freqs((), 7, 7)
+    with pytest.raises(TypeError, match="integer"):
+        parse_freqs(((0.5, 1),), 7, 7)

@@ -92,10 +92,10 @@ def test_every_kind_scores_as_its_rgb_equivalent_in_a_stable_csv(ck, photos, tmp
     out = tmp_path / "scores.csv"
     assert cli.main(["score", ck, str(photos), "--out", str(out), "--device", "cpu"]) == 0
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["path", "score"]
+    assert rows[0] == ["path", "score", "metric", "higher_is_better"]
     assert [r[0] for r in rows[1:]] == [str(photos / n) for n in sorted(kinds())]
     scorer = freqalign.load_scorer(ck, device="cpu")
-    for path, score in rows[1:]:
+    for path, score, _, _ in rows[1:]:
         expected = scorer(Image.fromarray(kinds()[os.path.basename(path)][2]))
         assert float(score) == pytest.approx(expected, abs=1e-6), path
     again = tmp_path / "again.csv"

@@ -10,14 +10,19 @@ not built). Shared by ``test_bench_cpu.py`` (pytest-benchmark) and ``report_cpu.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, Tuple
 
 import scipy.fft
 import torch
 
 import freqalign
-from freqalign.basis import pool_filters
+from freqalign.basis import dct_matrix, pool_filters
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from fcanet_reference import from_attention  # noqa: E402 - FcaNet's formulation, as the tests state it
 
 SHAPES: Tuple[Tuple[int, int, int, int], ...] = (
     (32, 2048, 7, 7), (32, 2048, 14, 14), (16, 1024, 32, 32), (8, 256, 56, 56))
@@ -140,14 +145,18 @@ def _build_allk_gather(c):
     return lambda: _pool_allk_gather(c.x, c.filters, index)
 
 
-def _build_compiled_mul_sum(c):
-    filt = _channel_filters(c)
+def _compiled(fn: Callable, *args) -> Callable[[], object]:
+    """``torch.compile(fn)`` called on ``args``, compiled once outside the timed region."""
     try:
-        fn = torch.compile(_pool_mul_sum, dynamic=False, fullgraph=True)
-        fn(c.x, filt)  # compile once, outside the timed region
+        compiled = torch.compile(fn, dynamic=False, fullgraph=True)
+        compiled(*args)
     except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler for inductor
         raise Unavailable(f"torch.compile failed: {type(exc).__name__}: {exc}") from exc
-    return lambda: fn(c.x, filt)
+    return lambda: compiled(*args)
+
+
+def _build_compiled_mul_sum(c):
+    return _compiled(_pool_mul_sum, c.x, _channel_filters(c))
 
 
 def _autograd(formulation: Callable[[Case], Callable[[torch.Tensor], torch.Tensor]]):
@@ -168,10 +177,18 @@ def _mul_sum_of(c):
     return lambda x: _pool_mul_sum(x, filt)
 
 
+def _pool_ungrouped_matmul(x, bank_t):
+    b, ch, h, w = x.shape
+    return (x.view(b * ch, h * w) @ bank_t).view(b, ch, -1)
+
+
 def _build_ungrouped_matmul(c):
-    b, ch, h, w = c.shape
-    bank_t = c.filters.view(K, h * w).t()
-    return lambda: (c.x.view(b * ch, h * w) @ bank_t).view(b, ch, K)
+    bank_t = c.filters.view(K, -1).t()
+    return lambda: _pool_ungrouped_matmul(c.x, bank_t)
+
+
+def _build_compiled_ungrouped_matmul(c):
+    return _compiled(_pool_ungrouped_matmul, c.x, c.filters.view(K, -1).t())
 
 
 # --- DCT --------------------------------------------------------------------------------------
@@ -184,9 +201,64 @@ def _build_torch_dct(c):
     return lambda: torch_dct.dct_2d(c.x, norm="ortho")
 
 
+def _dct_matmul(x, rows, cols):
+    return rows @ x @ cols.t()
+
+
+def _build_compiled_dct_matmul(c):
+    return _compiled(_dct_matmul, c.x, dct_matrix(c.shape[2], torch.float32), dct_matrix(c.shape[3], torch.float32))
+
+
 def _build_scipy_dctn(c):
     workers = SCIPY_WORKERS
     return lambda: scipy.fft.dctn(c.x.numpy(), type=2, norm="ortho", axes=(-2, -1), workers=workers)
+
+
+# --- FcaNet attention (forward + backward) ---------------------------------------------------
+
+def _attention(c: Case):
+    """freqalign's layer at the case's shape (FcaNet's top-16 frequencies, reduction 16), the
+    upstream gradient of its output, and FcaNet's formulation of it with the same weights."""
+    from freqalign.nn import MultiSpectralAttention
+
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(0)
+    layer = MultiSpectralAttention(c.shape[1], reduction=16, freqs="top16")
+    grad = torch.randn(c.shape, generator=gen)
+    indices = freqalign.grid_to_index(layer.pool.freqs, c.shape[2], c.shape[3], layer.pool.grid)
+    return layer, grad, from_attention(layer, c.shape[2], c.shape[3], indices=indices)
+
+
+def _step(module, x, grad):
+    """One forward + backward: the gradients of x and of the FC weights; returns grad x."""
+    leaf = x.detach().requires_grad_()
+    weights = [p for p in module.parameters() if p.requires_grad]
+    return lambda: torch.autograd.grad(module(leaf), [leaf] + weights, grad)[0]
+
+
+def _fa_attention(name: str):
+    def build(c: Case):
+        layer, grad, _ = _attention(c)
+        step = _step(layer, c.x, grad)
+        return _on_backend(name, step)
+    return build
+
+
+def _build_compiled_fcanet(c):
+    layer, grad, fcanet = _attention(c)
+    try:
+        compiled = torch.compile(fcanet, fullgraph=True)
+        step = _step(compiled, c.x, grad)
+        step()
+    except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler for inductor
+        raise Unavailable(f"torch.compile failed: {type(exc).__name__}: {exc}") from exc
+    return step
+
+
+def _ref_attention(c):
+    _, grad, fcanet = _attention(c)
+    x = c.x.double().requires_grad_()
+    return torch.autograd.grad(fcanet.double()(x), x, grad.double())[0]
 
 
 # --- floors -----------------------------------------------------------------------------------
@@ -243,13 +315,20 @@ OPS: Dict[str, Op] = {op.name: op for op in (
         Provider("fa_cpu", "freqalign cpu", "freqalign", _fa_pool("cpu", False)),
         Provider("fa_torch", "freqalign torch backend", "freqalign", _fa_pool("torch", False)),
         Provider("matmul", "x.view(B*C,HW) @ F.T", "plain", _build_ungrouped_matmul),
+        Provider("compile_matmul", "torch.compile(matmul)", "compiled", _build_compiled_ungrouped_matmul),
         FLOOR_SUM), _ref_ungrouped),
     Op("dct2d_fwd", "dct2d forward", "floor_clone", (
         Provider("fa_cpu", "freqalign cpu", "freqalign", _fa_dct("cpu")),
         Provider("fa_torch", "freqalign torch (separable matmul)", "freqalign", _fa_dct("torch")),
         Provider("torch_dct", "torch-dct dct_2d (PyPI)", "external", _build_torch_dct),
         Provider("scipy", "scipy.fft.dctn (workers: see header)", "external", _build_scipy_dctn),
+        Provider("compile_matmul", "torch.compile(C_H @ x @ C_W.T)", "compiled", _build_compiled_dct_matmul),
         FLOOR_CLONE), _ref_dct),
+    Op("attention", "FcaNet attention (top16, reduction 16), forward + backward", "floor_clone", (
+        Provider("fa_cpu", "freqalign cpu (fused ms_attention)", "freqalign", _fa_attention("cpu")),
+        Provider("fa_torch", "freqalign torch backend", "freqalign", _fa_attention("torch")),
+        Provider("compile_fcanet", "torch.compile(FcaNet's layer)", "compiled", _build_compiled_fcanet),
+        FLOOR_CLONE), _ref_attention),
 )}
 
 

@@ -27,6 +27,9 @@ def work(op_name: str, shape) -> tuple:
         return 4 * (n + b * c * k), 2 * n * k, "read x once, write (B, C, K); K multiply-adds per element"
     if op_name == "dct2d_fwd":
         return 8 * n, 2 * n * (h + w), "read x and write X once; separable matmul, 2(H+W) flops per element"
+    if op_name == "attention":
+        return 4 * 6 * n, 8 * n, ("forward: read x twice, write y; backward: read grad twice and x once, "
+                                  "write grad_x; about 8 flops per element")
     raise KeyError(op_name)
 
 
@@ -198,7 +201,8 @@ def markdown(payload: dict) -> str:
         "grid mapped to the feature size (`freqalign.grid_to_index(freqalign.window(0, 16), H, W)`). "
         "Set-up (filter buffers, `torch.compile`, the forward pass of backward benchmarks) is outside the "
         "timed region; freqalign providers go through the public API (`freq_pool`, `dct2d`, autograd). "
-        "Backward benchmarks time `torch.autograd.grad(y, x, g, retain_graph=True)` only. "
+        "Backward benchmarks time `torch.autograd.grad(y, x, g, retain_graph=True)` only; the attention "
+        "benchmark times a whole step, forward and `torch.autograd.grad` of x and both FC weights. "
         "The smaller inputs fit in this CPU's last-level cache, so their floors measure cache, not DRAM, "
         "bandwidth; the ratios compare like with like.\n\n",
         _page_fault_note(m),

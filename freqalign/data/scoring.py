@@ -132,17 +132,21 @@ def _as_scores(out, n: int) -> torch.Tensor:
     return out.reshape(n)
 
 
-def format_table(rows: Sequence[Tuple[str, float]]) -> str:
-    """``[(path, score), ...]`` as an aligned two-column text table."""
+def format_table(rows: Sequence[Tuple[str, float]], metric: str = "", higher_is_better: bool = True) -> str:
+    """``[(path, score), ...]`` as an aligned two-column text table, under a line naming the
+    metric and its direction when ``metric`` is given."""
     width = max([len("path")] + [len(p) for p, _ in rows])
-    lines = [f"{'path':<{width}}  score", f"{'-' * width}  ------"]
+    lines = [f"{metric} ({'higher' if higher_is_better else 'lower'} is better)"] if metric else []
+    lines += [f"{'path':<{width}}  score", f"{'-' * width}  ------"]
     lines += [f"{p:<{width}}  {s:.4f}" for p, s in rows]
     return "\n".join(lines)
 
 
-def save_scores(rows: Sequence[Tuple[str, float]], out: PathLike) -> None:
-    """Write ``[(path, score), ...]`` to ``out``: ``.csv`` (columns path, score) or ``.json``
-    (a list of ``{"path", "score"}`` objects), chosen by the extension."""
+def save_scores(rows: Sequence[Tuple[str, float]], out: PathLike, metric: str,
+                higher_is_better: bool = True) -> None:
+    """Write ``[(path, score), ...]`` of ``metric`` to ``out``, chosen by the extension: ``.csv``
+    (header ``path,score,metric,higher_is_better``, the last two the same on every row) or
+    ``.json`` (``{"metric", "higher_is_better", "scores": [{"path", "score"}, ...]}``)."""
     out = os.fspath(out)
     ext = os.path.splitext(out)[1].lower()
     if ext not in (".csv", ".json"):
@@ -150,10 +154,12 @@ def save_scores(rows: Sequence[Tuple[str, float]], out: PathLike) -> None:
     with open(out, "w", newline="", encoding="utf-8") as f:
         if ext == ".csv":
             writer = csv.writer(f)
-            writer.writerow(["path", "score"])
-            writer.writerows([p, repr(float(s))] for p, s in rows)
+            writer.writerow(["path", "score", "metric", "higher_is_better"])
+            direction = str(bool(higher_is_better)).lower()
+            writer.writerows([p, repr(float(s)), metric, direction] for p, s in rows)
         else:
-            json.dump([{"path": p, "score": float(s)} for p, s in rows], f, indent=1)
+            json.dump({"metric": metric, "higher_is_better": bool(higher_is_better),
+                       "scores": [{"path": p, "score": float(s)} for p, s in rows]}, f, indent=1)
             f.write("\n")
 
 

@@ -1,4 +1,5 @@
 """Argument checks shared by the public ops: clear errors that name the argument."""
+import functools
 from typing import Tuple
 
 import torch
@@ -24,8 +25,21 @@ def parse_freqs(freqs, height: int, width: int) -> Tuple[Freq, ...]:
     """``freqs`` as a tuple of in-range (u, v) feature-size indices.
 
     Accepts a (K, 2) integer tensor, a boolean (H, W) mask (K = its true entries, row-major)
-    or a sequence of (u, v) pairs.
+    or a sequence of (u, v) pairs. A tuple of int pairs at int sizes (what ``FreqPool`` passes)
+    is checked once per (freqs, size): checking costs more than pooling a small map.
     """
+    if type(freqs) is tuple and type(height) is int and type(width) is int and all(
+            type(p) is tuple and len(p) == 2 and type(p[0]) is int and type(p[1]) is int for p in freqs):
+        return _checked_pairs(freqs, height, width)
+    return _parse(freqs, height, width)
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_pairs(pairs: Tuple[Freq, ...], height: int, width: int) -> Tuple[Freq, ...]:
+    return _parse(pairs, height, width)
+
+
+def _parse(freqs, height: int, width: int) -> Tuple[Freq, ...]:
     if isinstance(freqs, torch.Tensor):
         if freqs.dtype == torch.bool:
             if tuple(freqs.shape) != (height, width):
