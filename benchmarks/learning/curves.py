@@ -4,9 +4,9 @@ steps in each final model's history (``Plan.lineage_step``), mean and 95% t inte
     freqalign compare --preset demo --seeds 3 --first-seed 30 --out runs/curve eval_every=40
     python benchmarks/learning/curves.py runs/curve --out benchmarks/results/method/learning_curve
 
-Points are the runs' ``eval`` records: ``oracle_target_srcc`` (the target test split, at most
-``criterion_max_samples`` images, one crop: analysis only) and the ``source`` criterion (the
-held-out source split, same sample). Freqalign's search stage is left out (its positions branch
+Points are the runs' ``eval`` records: ``oracle_target_srcc`` (the whole target test split
+since issue 23, before it a sample of at most ``criterion_max_samples``: analysis only) and
+the ``source`` criterion (the held-out source split's criterion sample). Freqalign's search stage is left out (its positions branch
 from one state); forked baselines take their warm-up from the freqalign run they forked from.
 """
 from __future__ import annotations
@@ -70,8 +70,9 @@ def main():
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     lines = [f"# Learning curves: `{args.folder}`, {len(seeds)} seeds", "",
              "Mean [95% t interval] over seeds at each evaluated step of the final model's "
-             "history; target: the target test split's first 128 images, one crop (analysis "
-             "only); source: held-out source split.", "",
+             "history; target: the whole target test split (runs since issue 23; before it a "
+             "sample of at most 128 images), analysis only; source: the held-out source "
+             "split's criterion sample.", "",
              "| method | step | target SRCC | source-val SRCC |", "|---|---|---|---|"]
     for m in METHODS:
         steps = sorted(s for s in by[m] if len(by[m][s]) == len(seeds))
