@@ -137,7 +137,8 @@ def test_split_by_seed_rotates_the_split_and_results_carry_every_target_set(tiny
     saved = json.loads((tmp_path / "results.json").read_text())
     sizes = saved["sizes"]
     assert set(saved["alignment"]["bands"]) == {str(p) for p in Plan(cfg).positions}
-    assert all(0 <= a <= 1 for a in [saved["alignment"]["gap"], *saved["alignment"]["bands"].values()])
+    accuracies = [saved["alignment"]["gap"], *saved["alignment"]["bands"].values()]
+    assert all(0 <= a <= 1 for a in accuracies)
     assert saved["alignment"]["folds"] == "content groups"
     assert saved["alignment"]["images"] == {"source": sizes["src_val"],
                                             "target": sizes["tgt_val"] + sizes["tgt_test"]}

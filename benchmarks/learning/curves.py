@@ -6,8 +6,8 @@ steps in each final model's history (``Plan.lineage_step``), mean and 95% t inte
 
 Points are the runs' ``eval`` records: ``oracle_target_srcc`` (the whole target test split
 since issue 23, before it a sample of at most ``criterion_max_samples``: analysis only) and
-the ``source`` criterion (the held-out source split's criterion sample). Freqalign's search stage is left out (its positions branch
-from one state); forked baselines take their warm-up from the freqalign run they forked from.
+the ``source`` criterion (the held-out source split's criterion sample). Freqalign's search
+stage is left out (its positions branch from one state); forked baselines take their warm-up from the freqalign run they forked from.
 """
 from __future__ import annotations
 

@@ -38,10 +38,10 @@ def run_seed(cfg: Config, out: str, seed: int) -> dict:
         run_dir = os.path.join(out, f"seed{seed}", method)
         runs[method] = finished(c, run_dir) or train(c, run_dir,
                                                      fork_from=Plan(c).fork_from(Plan(base), fa_dir))
-    return {m: remeasure(cfg, os.path.join(out, f"seed{seed}", m), r) for m, r in runs.items()}
+    return {m: remeasure(os.path.join(out, f"seed{seed}", m), r) for m, r in runs.items()}
 
 
-def remeasure(cfg: Config, run_dir: str, results: dict) -> dict:
+def remeasure(run_dir: str, results: dict) -> dict:
     """``results`` with its ``alignment`` measured again on the run's final model
     (``checkpoints/last.pt``) when it was measured before the folds held whole content groups
     (the old measure is kept as ``alignment_random_folds``); results.json is rewritten."""
@@ -88,7 +88,10 @@ def main() -> None:
             for k in ("gap_drop", "band_drop", "src_cost_dann", "src_cost_fa")}
     met = mean["gap_drop"] >= MARGIN and mean["band_drop"] >= MARGIN and \
         max(mean["src_cost_dann"], mean["src_cost_fa"]) <= SOURCE_COST
-    per = lambda key, m: "/".join(f"{r[key][m]:.3f}" for r in rows)  # noqa: E731
+
+    def per(key, m):  # one value per seed
+        return "/".join(f"{r[key][m]:.3f}" for r in rows)
+
     line = (f"| {args.name} | {' '.join(args.overrides) or '-'} | {mean['gap_drop']:+.3f} | "
             f"{mean['band_drop']:+.3f} | {mean['src_cost_dann']:+.3f} | {mean['src_cost_fa']:+.3f} "
             f"| {'**met**' if met else 'no'} | {per('acc_gap', 'source-only')} ; "

@@ -57,7 +57,8 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
             runs[method].append(finished(c, run_dir) or train(c, run_dir, fork_from=fork))
     summary, seed_list = summarize(runs), list(range(first_seed, first_seed + seeds))
     report = {"config": cfg.to_dict(), "seeds": seed_list, "primary": PRIMARY,
-              "summary": summary, "paired": paired(runs), "paired_test": paired(runs, "target_srcc"),
+              "summary": summary, "paired": paired(runs),
+              "paired_test": paired(runs, "target_srcc"),
               "bootstrap": {"freqalign - dann": bootstrap(out, seed_list, "freqalign", "dann")},
               "gap_closed": gaps(runs), "features": features_baseline(cfg), "runs": runs}
     with open(os.path.join(out, "compare.json"), "w") as fh:
@@ -185,8 +186,11 @@ def markdown(report: dict, cfg: Config) -> str:
     lines.append(f"| features (hand-crafted ridge, deterministic) | - | {f['target']['srcc']:.4f} "
                  f"| - | {f['source_val']['srcc']:.4f} | - | - | - |")
     so = summary["source-only"]
-    drop = lambda m, key: np.mean(np.subtract(so[key], summary[m][key]))  # noqa: E731
-    cost = lambda m: np.mean(np.subtract(so["source_srcc"], summary[m]["source_srcc"]))  # noqa: E731
+    def drop(m, key):  # source-only's mean minus the method's, paired by seed
+        return np.mean(np.subtract(so[key], summary[m][key]))
+
+    def cost(m):
+        return drop(m, "source_srcc")
     lines += ["", f"Features ridge fit on target labels (its ceiling): target test SRCC "
               f"{f['target_oracle']['srcc']:.4f}.", "",
               "Alignment against source-only (the protocol's gate quantities, means over seeds): "

@@ -260,12 +260,14 @@ ALLOWED = {
     "adapt_lr_scale": SCALE, "backbone_lr_scale": SCALE, "disc_lr_scale": SCALE,
     "weight_decay": SCALE, "alpha": SCALE, "domain_weight": SCALE,
     "on_nonfinite": Choices(ON_NONFINITE), "max_nonfinite": POSITIVE, "ddp_timeout": POSITIVE,
-    "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "disc_warmup_steps": COUNT, "search_mode": Choices(SEARCH_MODES),
+    "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "disc_warmup_steps": COUNT,
+    "search_mode": Choices(SEARCH_MODES),
     "search_stride": POSITIVE, "search_start": COUNT, "search_end": Range(-1),
     "steps_per_position": COUNT, "criterion": Choices(CRITERIA),
     "finetune_from": Choices(("selected", "last")), "finetune_steps": COUNT, "jitter": COUNT,
     "best_criterion": Choices(LABEL_FREE), "criterion_max_samples": POSITIVE,
-    "domain_fit_steps": COUNT, "alignment_samples": POSITIVE, "eval_every": POSITIVE, "checkpoint_every": POSITIVE,
+    "domain_fit_steps": COUNT, "alignment_samples": POSITIVE, "eval_every": POSITIVE,
+    "checkpoint_every": POSITIVE,
     "log_every": POSITIVE, "progress": BOOL,
 }
 

@@ -212,7 +212,8 @@ def write_results(out: str, results: dict, tgt: dict) -> None:
              true=tgt["tgt_test"]["true"],
              **{f"all_{key}": np.concatenate([tgt[k][key] for k in splits])
                 for key in ("pred", "true", "groups")},
-             all_split=np.concatenate([np.full(len(tgt[k]["pred"]), i) for i, k in enumerate(splits)]))
+             all_split=np.concatenate([np.full(len(tgt[k]["pred"]), i)
+                                       for i, k in enumerate(splits)]))
     write_report(out, results, tgt["tgt_test"])
 
 
