@@ -79,16 +79,17 @@ class Evaluator:
         self.samples = {k: fixed_subset(len(data[k]), cfg.criterion_max_samples, cfg.data_seed + i)
                         for i, k in enumerate(SPLITS)}
 
-    def _predict(self, model, coeffs: bool = False) -> dict:
-        return {k: predict(model, self.data[k], rows, self.cfg, self.device, coeffs)
-                for k, rows in self.samples.items()}
+    def _predict(self, model, coeffs: bool = False, splits=SPLITS) -> dict:
+        """Predictions on the fixed samples of ``splits``."""
+        return {k: predict(model, self.data[k], self.samples[k], self.cfg, self.device, coeffs)
+                for k in splits}
 
     def criteria(self, model) -> tuple:
         """All criteria on the held-out splits, and the target SRCC on all of the target test
         split (analysis only; ``target_all_srcc`` in the scores: on every target image), so that
         search positions and finished runs are scored on the same images."""
         distributed.broadcast_buffers(model)
-        r = self._predict(model)
+        r = self._predict(model, splits=("src_train", "tgt_train", "src_val", "tgt_val"))
         target = self.target(model)
         ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
               "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
