@@ -20,7 +20,7 @@ import sys
 import warnings
 
 from .errors import FreqAlignError, MissingFileError, os_fault
-from .train.config import METHODS, PRESETS
+from .run.config import METHODS, PRESETS
 from .train.preempt import Interrupted
 
 DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
@@ -66,7 +66,7 @@ def _crops_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _make_config(args, **explicit):
-    from .train.config import make_config, parse_overrides
+    from .run.config import make_config, parse_overrides
 
     return make_config(args.preset, args.config, parse_overrides(args.overrides),
                        device=args.device, **explicit)
@@ -92,13 +92,13 @@ def _print_results(results: dict, out: str) -> None:
 
 
 def cmd_train(args) -> int:
+    from .run.config import apply, config_from_dict, load_yaml
+    from .run.files import RunFiles, config_file
     from .train import distributed
-    from .train.checkpoint import RunFiles
-    from .train.config import apply, config_from_dict, load_yaml
     from .train.loop import train
 
     if args.resume:
-        saved = os.path.join(args.resume, "config.yaml")
+        saved = config_file(args.resume)
         if not os.path.isfile(saved):
             raise MissingFileError(f"--resume {args.resume}: no config.yaml there (not a run folder)")
         if not os.path.isfile(RunFiles(args.resume).last):
@@ -162,7 +162,7 @@ def _sorted(rows, order: str):
 
 
 def cmd_score(args) -> int:
-    from .data.scoring import format_table, save_scores
+    from .data.file_scores import format_table, save_scores
     from .scoring import load_scorer
 
     scorer = load_scorer(args.checkpoint, device=args.device, crops=args.crops,
@@ -186,7 +186,7 @@ def cmd_config(args) -> int:
 
     import yaml
 
-    from .train.config import ALLOWED, Config
+    from .run.config import ALLOWED, Config
 
     if args.list_keys:
         defaults = Config()

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .method.model import build_model, check_grid
 from .method.stem_cache import first_views
+from .run.load import load_model
 
 
 def check_fits(h: int, w: int, size: int) -> None:
@@ -86,23 +86,6 @@ def crop_means(model, images: list, size: int, crops: int, batch_size: int, devi
             sums = torch.zeros((len(images),) + x.shape[1:]).index_add_(0, owner, x)
             out[key] = sums / counts.view((-1,) + (1,) * (x.dim() - 1))
     return out
-
-
-def load_model(path: str, device: Optional[str] = None):
-    """``(model, config, checkpoint dict, device)`` rebuilt from checkpoint ``path``, on
-    ``device`` (None: the checkpoint's own ``device`` setting, e.g. auto)."""
-    # a run's checkpoint and config are the trainer's formats: read on first use, so that
-    # ``import freqalign`` does not import the trainer
-    from .train import checkpoint, distributed
-    from .train.config import config_from_dict
-
-    ck = checkpoint.load(path)
-    cfg = config_from_dict(ck["config"])
-    _, _, dev = distributed.setup(device or cfg.device)
-    model = build_model(cfg).to(dev)
-    model.load_state_dict(ck["model"])
-    check_grid(model, cfg)
-    return model.eval(), cfg, ck, dev
 
 
 # integer image dtypes and the value of full intensity (torchvision's convention: to_dtype(scale=True))
@@ -195,7 +178,7 @@ class Scorer(nn.Module):
                     progress: bool = False) -> List[Tuple[str, float]]:
         """``[(file, score), ...]`` for image files and folders (expanded recursively, sorted);
         ``skip_bad`` leaves unreadable images out, with a warning."""
-        from .data.scoring import score_images
+        from .data.file_scores import score_images
 
         return score_images(self, paths, batch_size=batch_size, device=self.device,
                             image_size=None, skip_bad=skip_bad, progress=progress,

@@ -10,7 +10,7 @@ from scipy import stats
 from freqalign.basis import zigzag
 from freqalign.method.alignment import alignment, domain_accuracy
 from freqalign.method.search import all_frequencies
-from freqalign.train.config import make_config, parse_overrides
+from freqalign.run.config import make_config, parse_overrides
 from freqalign.train.loop import train
 from freqalign.train.paired import bootstrap_difference
 from freqalign.train.plan import Batches, Plan, Pooling

@@ -17,8 +17,8 @@ import torch
 from freqalign import storage
 from freqalign.data import embedded
 from freqalign.errors import CheckpointError, MissingFileError
-from freqalign.train import checkpoint
-from freqalign.train.config import make_config, parse_overrides, save_yaml
+from freqalign.run import checkpoint
+from freqalign.run.config import make_config, parse_overrides, save_yaml
 
 from tiny_run import make_tiny_data, tiny_overrides
 
@@ -101,7 +101,7 @@ def test_checkpoint_of_before_the_config_renames_loads(tmp_path):
     rebuilds its model and scores, with the values under the new names."""
     import freqalign
     from freqalign.method.model import build_model
-    from freqalign.train.config import RENAMED
+    from freqalign.run.config import RENAMED
 
     cfg = make_config("smoke", overrides={"steps_per_position": 3})
     old = {next((o for o, n in RENAMED.items() if n == k), k): v for k, v in cfg.to_dict().items()}

@@ -20,7 +20,7 @@ from freqalign import storage
 from freqalign.cli import build_parser
 from freqalign.data.registry import known_datasets
 from freqalign.method.model import build_model
-from freqalign.train.config import ALLOWED, Config, make_config
+from freqalign.run.config import ALLOWED, Config, make_config
 
 from tiny_run import assert_metrics_match_predictions, make_tiny_data, tiny_overrides
 

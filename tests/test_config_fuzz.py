@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freqalign.train.config import (ALLOWED, RENAMED, Choices, Config, ConfigError, Pattern,
+from freqalign.run.config import (ALLOWED, RENAMED, Choices, Config, ConfigError, Pattern,
                                     Range, make_config, parse_overrides)
 from freqalign.train.plan import Plan
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from freqalign.data import open_dataset, random_crop, split_by_group
 from freqalign.data.files import BadImageError, DatasetLayoutError
-from freqalign.data.scoring import expand_paths, format_table, save_scores, score_images
+from freqalign.data.file_scores import expand_paths, format_table, save_scores, score_images
 
 
 # ---------------------------------------------------------------- builders

@@ -34,7 +34,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
 
 def test_each_process_resumes_its_own_random_states():
     from freqalign.errors import ConfigError
-    from freqalign.train.checkpoint import rank_rng
+    from freqalign.run.checkpoint import rank_rng
 
     states = [{"rank": 0}, {"rank": 1}]
     assert rank_rng(states, 1, 2) == {"rank": 1}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from freqalign.train import checkpoint
+from freqalign.run import checkpoint
 
 from tiny_run import assert_metrics_match_predictions, make_tiny_data, tiny_overrides
 

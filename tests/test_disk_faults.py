@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from freqalign import cli
-from freqalign.train import checkpoint
+from freqalign.run import checkpoint
 
 from tiny_run import make_tiny_data, tiny_overrides
 

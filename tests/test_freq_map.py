@@ -40,7 +40,7 @@ def test_map_finds_the_shared_frequency():
 
 
 def test_study_map_writes_its_files(tmp_path):
-    from freqalign.train.config import make_config, parse_overrides
+    from freqalign.run.config import make_config, parse_overrides
     from freqalign.train.freq_map import transfer_map
     from tiny_run import make_tiny_data, tiny_overrides
 

@@ -13,7 +13,7 @@ from freqalign.method.criteria import (balanced_accuracy, confusion_score, densi
 from freqalign.method.model import FreqAlignNet, SmallCNN, build_model, dann_lambda, grad_reverse
 from freqalign.method.search import (SearchState, all_frequencies, jitter, probe_scores,
                                      window_features)
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 from freqalign.train.plan import Plan
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from freqalign import cli
-from freqalign.train import checkpoint, loop
+from freqalign.run import checkpoint
+from freqalign.train import loop
 
 from tiny_run import make_tiny_data, tiny_overrides
 

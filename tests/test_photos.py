@@ -14,7 +14,7 @@ import freqalign
 from freqalign import cli, storage
 from freqalign.data.files import read_rgb
 from freqalign.method.model import build_model
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 
 rng = np.random.default_rng(0)
 BASE = (np.kron(rng.random((6, 8, 3)), np.ones((8, 8, 1))) * 255).astype(np.uint8)  # 48 x 64

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from freqalign.train import checkpoint
+from freqalign.run import checkpoint
 
 from test_resume import ROOT, assert_same_run, cli, setup  # noqa: F401 - the fixture
 

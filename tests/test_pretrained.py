@@ -7,7 +7,7 @@ import pytest
 from freqalign.data import embedded
 from freqalign.data.domains import load_data
 from freqalign.scoring import load_model
-from freqalign.train.config import make_config, parse_overrides
+from freqalign.run.config import make_config, parse_overrides
 from freqalign.train.evaluate import predict
 from freqalign.train.loop import train
 

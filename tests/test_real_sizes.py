@@ -16,9 +16,9 @@ from freqalign import cli
 from freqalign.data.domains import load_data
 from freqalign.errors import CheckpointError
 from freqalign.scoring import crop_grid, crop_means, grid_crops
-from freqalign.train import checkpoint
+from freqalign.run import checkpoint
 from freqalign.train.batches import crop_batch
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 from freqalign.method.model import ResNet50Features, build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from freqalign.train.config import make_config, parse_overrides
+from freqalign.run.config import make_config, parse_overrides
 from freqalign.train.loop import train
 
 from tiny_run import make_tiny_data, tiny_overrides

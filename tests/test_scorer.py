@@ -10,7 +10,7 @@ from torchvision.io import read_image
 import freqalign
 from freqalign import storage
 from freqalign.method.model import build_model
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 
 # torchvision 0.29 deprecates its image decoders for torchcodec; read_image is still what users call
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")

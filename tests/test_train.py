@@ -9,10 +9,11 @@ import pytest
 import torch
 import yaml
 
-from freqalign.train.config import (METHODS, PRESETS, RENAMED, ConfigError, make_config,
+from freqalign.run.config import (METHODS, PRESETS, RENAMED, ConfigError, make_config,
                                     parse_overrides)
+from freqalign.run.files import stage_checkpoint
 from freqalign.train.loop import train
-from freqalign.train.plan import Plan, stage_checkpoint
+from freqalign.train.plan import Plan
 
 from tiny_run import make_tiny_data, tiny_overrides
 

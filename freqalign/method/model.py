@@ -12,6 +12,7 @@ from torch import nn
 from .. import storage
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..nn import FreqPool
+from .weights import load_checked
 
 
 class _ReverseGrad(torch.autograd.Function):
@@ -132,24 +133,6 @@ def _load_features(net: nn.Module, state: dict, path: str) -> None:
     CheckpointError."""
     load_checked(net, state, f"backbone_weights {path!r}", "a torchvision resnet50",
                  skip=lambda k: k.startswith("fc."))
-
-
-def load_checked(net: nn.Module, state: dict, where: str, arch: str, skip=lambda k: False) -> None:
-    """Load ``state`` into ``net`` (its keys but those ``skip`` names; BatchNorm's
-    ``num_batches_tracked`` may be absent, as in older releases), or raise a CheckpointError
-    saying, for the file ``where``, which keys are missing or unexpected for ``arch`` (with its article)."""
-    wanted = {k for k in net.state_dict() if not skip(k)}
-    missing = sorted(k for k in wanted - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - wanted)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{where} is not {arch} state_dict: {len(missing)} weights missing (e.g. "
-            f"{missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    try:
-        net.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise CheckpointError(f"{where}: shapes do not match {arch} "
-                              f"({str(err).splitlines()[-1].strip()})") from None
 
 
 def mlp(inp: int, hidden: int, depth: int, dropout: float) -> nn.Sequential:

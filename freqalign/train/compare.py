@@ -30,7 +30,7 @@ import numpy as np
 
 from ..data.domains import load_data
 from ..errors import ConfigError
-from .config import Config, apply
+from ..run.config import Config, apply
 from .evaluate import finished
 from .loop import train
 from .paired import CONFIDENCE, bootstrap_difference, gap_closed, paired_difference

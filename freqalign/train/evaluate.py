@@ -22,11 +22,15 @@ from ..metrics import evaluate, srcc
 from ..method.alignment import alignment
 from ..method.criteria import score_all
 from ..method.search import SearchState, all_frequencies, probe_scores
-from ..scoring import crop_means, load_model
-from . import checkpoint, distributed
+from ..run import checkpoint
+from ..run.config import config_from_dict
+from ..run.files import results_file
+from ..run.load import load_model
+from ..run.methods import Method, SearchMode
+from ..scoring import crop_means
+from . import distributed
 from .batches import eval_batches
-from .config import config_from_dict
-from .plan import Method, Plan, SearchMode
+from .plan import Plan
 from .report import write_report
 from .runlog import read_records
 
@@ -206,7 +210,7 @@ def write_results(out: str, results: dict, tgt: dict) -> None:
     """``results.json``, ``target_predictions.npz`` (``pred``, ``true``: the test split; ``all_*``:
     every target image with its ``group`` and ``split``, 0/1/2 = train/val/test) and
     ``report.md`` into run folder ``out``."""
-    with open(os.path.join(out, "results.json"), "w") as fh:
+    with open(results_file(out), "w") as fh:
         json.dump(results, fh, indent=2)
     splits = TARGET_SETS["all"]
     np.savez(os.path.join(out, "target_predictions.npz"), pred=tgt["tgt_test"]["pred"],
@@ -225,7 +229,7 @@ def finished(cfg, run_dir: str) -> Optional[dict]:
     not results.json); a field added to the config since the run counts at its default, which
     by convention is the behaviour from before the field existed."""
     try:
-        with open(os.path.join(run_dir, "results.json")) as fh:
+        with open(results_file(run_dir)) as fh:
             results = json.load(fh)
         saved = config_from_dict(results["config"]).to_dict()
     except (FileNotFoundError, json.JSONDecodeError, KeyError, ConfigError):

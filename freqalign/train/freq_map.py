@@ -18,7 +18,7 @@ from ..data.domains import load_data
 from ..method import stem_cache
 from ..method.model import build_model
 from ..method.transfer_map import frequency_map, plot, summary
-from ..scoring import load_model
+from ..run.load import load_model
 from . import distributed
 from .evaluate import Evaluator
 

@@ -22,11 +22,12 @@ from ..data.domains import load_data
 from ..errors import FreqAlignError, TrainingError
 from ..method import stem_cache
 from ..method.search import jitter
-from . import checkpoint, distributed, preempt
-from .checkpoint import RunFiles
+from ..run import checkpoint
+from ..run.files import RunFiles, stage_checkpoint
+from . import distributed, preempt
 from .evaluate import Evaluator, make_results, write_results
 from .preempt import Interrupted, StopRequests
-from .plan import Plan, Pooling, SearchMode, Stage, stage_checkpoint
+from .plan import Plan, Pooling, SearchMode, Stage
 from .runlock import RunLock
 from .runlog import RunLog
 from .state import Run, RunState, Running, continue_from, new_state, restore, save_snapshot

@@ -20,23 +20,8 @@ from typing import List, Optional, Tuple
 
 from ..errors import ConfigError
 from ..method.model import dann_lambda
-from .checkpoint import run_file
-
-
-class Method(str, Enum):
-    FREQALIGN = "freqalign"
-    DANN = "dann"
-    SOURCE_ONLY = "source-only"
-    TARGET_ORACLE = "target-oracle"
-
-
-class SearchMode(str, Enum):
-    """How frequency movement visits its positions: every position adapts from the same state
-    (``branch``), each continues from the previous one (``move``), or all are scored at once on
-    frozen features (``probe``)."""
-    BRANCH = "branch"
-    MOVE = "move"
-    PROBE = "probe"
+from ..run.files import stage_checkpoint
+from ..run.methods import Method, SearchMode
 
 
 class Batches(Enum):
@@ -68,11 +53,6 @@ class Stage:
     steps: int
     batches: Batches
     pooling: Pooling
-
-
-def stage_checkpoint(run_dir: str, stage: str) -> str:
-    """The state a run kept at the end of ``stage`` (``keep_stage_checkpoints``): a fork's start."""
-    return run_file(run_dir, f"after-{stage}.pt")
 
 
 class Plan:

@@ -12,6 +12,7 @@ import time
 import warnings
 
 from ..errors import TrainingError, os_fault
+from ..run.files import lock_file
 from . import distributed
 
 
@@ -20,7 +21,7 @@ class RunLock:
 
     def __init__(self, out: str, enabled: bool):
         self.out, self.enabled, self.file = out, enabled, None
-        self.path = os.path.join(out, "run.lock")
+        self.path = lock_file(out)
 
     def __enter__(self) -> "RunLock":
         refused = None

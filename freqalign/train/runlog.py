@@ -7,7 +7,8 @@ import math
 import os
 from typing import List, Optional
 
-from .config import save_yaml
+from ..run.config import save_yaml
+from ..run.files import config_file, log_file
 
 
 class RunLog:
@@ -19,8 +20,8 @@ class RunLog:
         if not enabled:
             return
         os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
-        save_yaml(cfg, os.path.join(out, "config.yaml"))
-        path = os.path.join(out, "metrics.jsonl")
+        save_yaml(cfg, config_file(out))
+        path = log_file(out)
         kept = []
         if resume and os.path.exists(path):
             with open(path) as fh:
@@ -51,7 +52,7 @@ class RunLog:
 def read_records(run_dir: str, kind: Optional[str] = None) -> List[dict]:
     """The records of the run in ``run_dir`` (of ``kind`` only, when given), in order; [] when
     it has no log."""
-    path = os.path.join(run_dir, "metrics.jsonl")
+    path = log_file(run_dir)
     if not os.path.exists(path):
         return []
     with open(path) as fh:

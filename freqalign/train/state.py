@@ -18,9 +18,10 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..method.search import SearchState
-from . import checkpoint, distributed
+from ..run import checkpoint
+from ..run.files import RunFiles
+from . import distributed
 from .batches import BatchStream
-from .checkpoint import RunFiles
 from .plan import Plan
 from .step import Learner
 

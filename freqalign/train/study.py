@@ -20,12 +20,13 @@ import numpy as np
 from ..errors import ConfigError
 from ..metrics import srcc
 from ..method.criteria import LABEL_FREE
-from . import checkpoint
-from .config import Config, apply, config_from_dict
+from ..run import checkpoint
+from ..run.config import Config, apply, config_from_dict
+from ..run.files import stage_checkpoint
 from .evaluate import final_criteria, finished
 from .loop import train
 from .paired import t_interval
-from .plan import WARMUP, Plan, stage_checkpoint
+from .plan import WARMUP, Plan
 
 REFERENCES = ("dann", "source-only")  # GAP, and no adaptation: from the same warm-up
 # config fields that do not change the state at the end of the source warm-up
