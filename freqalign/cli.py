@@ -93,7 +93,7 @@ def _print_results(results: dict, out: str) -> None:
 
 def cmd_train(args) -> int:
     from .run.config import apply, config_from_dict, load_yaml
-    from .run.files import RunFiles, config_file
+    from .run.files import CheckpointFiles, config_file
     from .train import distributed
     from .train.loop import train
 
@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
         saved = config_file(args.resume)
         if not os.path.isfile(saved):
             raise MissingFileError(f"--resume {args.resume}: no config.yaml there (not a run folder)")
-        if not os.path.isfile(RunFiles(args.resume).last):
+        if not os.path.isfile(CheckpointFiles(args.resume).last):
             raise MissingFileError(f"--resume {args.resume}: no checkpoints/last.pt to resume from")
         cfg = config_from_dict(load_yaml(saved))
         if args.device:
@@ -132,9 +132,9 @@ def cmd_study(args) -> int:
     cfg = _make_config(args)
     out = args.out or os.path.join("runs", f"study-{cfg.preset}")
     if args.map:
-        from .train.freq_map import transfer_map
+        from .train.study_map import study_map
 
-        print(transfer_map(cfg, out, checkpoint=args.checkpoint))
+        print(study_map(cfg, out, checkpoint=args.checkpoint))
         return 0
     from .train.study import study
 

@@ -1,6 +1,6 @@
 """IQA metrics with pyiqa's names: SRCC, KRCC, PLCC, PLCC after a logistic fit, RMSE.
 
-Implemented with numpy (scipy.stats is the independent oracle in the tests).
+Implemented with numpy (scipy.stats is the independent reference in the tests).
 Conventions:
 - inputs are 1-D array-likes (numpy, lists, torch tensors) of the same length >= 2;
 - a correlation with a constant input is undefined; we return 0.0 (scipy returns nan) so
@@ -139,7 +139,14 @@ def rmse(pred, true) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
-def evaluate(pred, true) -> dict:
+def all_metrics(pred, true) -> dict:
     """All metrics: ``{"srcc", "krcc", "plcc", "plcc_logistic", "rmse"}``."""
     return {"srcc": srcc(pred, true), "krcc": krcc(pred, true), "plcc": plcc(pred, true),
             "plcc_logistic": plcc_logistic(pred, true), "rmse": rmse(pred, true)}
+
+
+def evaluate(pred, true) -> dict:
+    """Deprecated name of ``all_metrics`` (issue 25: "evaluate" names evaluating a model)."""
+    warnings.warn("freqalign.metrics.evaluate is deprecated, use freqalign.metrics.all_metrics",
+                  DeprecationWarning, stacklevel=2)
+    return all_metrics(pred, true)

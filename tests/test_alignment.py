@@ -110,7 +110,7 @@ def test_disc_warmup_holds_lambda_at_zero_then_follows_the_schedule():
 def test_source_only_passes_target_batches_without_a_loss_on_them():
     plan = Plan(make_config("smoke", overrides={"method": "source-only"}))
     assert [(s.batches, s.pooling) for s in plan.stages] == [
-        (Batches.SOURCE, Pooling.NONE), (Batches.BOTH, Pooling.NONE)]
+        (Batches.SOURCE_LABELS, Pooling.NONE), (Batches.BOTH, Pooling.NONE)]
     cfg = make_config("smoke")
     torch.manual_seed(0)
     net = torch.nn.Module()

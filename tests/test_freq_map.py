@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from freqalign.method.transfer_map import as_grid, frequency_map, summary
+from freqalign.method.transfer_map import as_grid, summary, transfer_map
 
 
 def _coeffs(rng, n, grid, shared, source_only, domain):
@@ -26,7 +26,7 @@ def test_map_finds_the_shared_frequency():
     coeffs, labels = {}, {}
     for k, dom in splits.items():
         coeffs[k], labels[k] = _coeffs(rng, 120, grid, shared, source_only, dom)
-    entries = frequency_map(coeffs, labels, grid, fit_steps=20)
+    entries = transfer_map(coeffs, labels, grid, fit_steps=20)
     assert [e["position"] for e in entries] == list(range(grid * grid))
     target = np.array([e["target_srcc"] for e in entries])
     assert int(np.argmax(target)) == shared and target[shared] > 0.8
@@ -41,12 +41,12 @@ def test_map_finds_the_shared_frequency():
 
 def test_study_map_writes_its_files(tmp_path):
     from freqalign.run.config import make_config, parse_overrides
-    from freqalign.train.freq_map import transfer_map
+    from freqalign.train.study_map import study_map
     from tiny_run import make_tiny_data, tiny_overrides
 
     cfg = make_config("smoke", overrides=parse_overrides(
         tiny_overrides(make_tiny_data(str(tmp_path))) + ["grid=4"]))
-    text = transfer_map(cfg, str(tmp_path / "map"))
+    text = study_map(cfg, str(tmp_path / "map"))
     report = json.loads((tmp_path / "map" / "study_map.json").read_text())
     assert len(report["frequencies"]) == 16 and (tmp_path / "map" / "study_map.png").is_file()
     assert text == (tmp_path / "map" / "study_map.md").read_text()

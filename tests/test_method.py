@@ -141,7 +141,7 @@ def test_probe_prefers_the_frequency_with_shared_quality_information():
     scores = [o["probe"] for o in out]
     assert int(np.argmax(scores)) == 10
     assert out[3]["domain_accuracy"] > 0.9 and abs(out[10]["domain_accuracy"] - 0.5) < 0.15
-    assert out[10]["oracle_target_srcc"] > 0.8
+    assert out[10]["target_test_srcc"] > 0.8
 
 
 # -- criteria ------------------------------------------------------------------------------

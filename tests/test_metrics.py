@@ -66,7 +66,7 @@ def test_plcc_logistic_of_four_points_or_fewer_is_the_plain_plcc(n):
 def test_constant_predictions_give_zero():
     true = np.linspace(0, 1, 50)
     const = np.full(50, 0.3)
-    out = metrics.evaluate(const, true)
+    out = metrics.all_metrics(const, true)
     assert out["srcc"] == out["krcc"] == out["plcc"] == out["plcc_logistic"] == 0.0
     assert out["rmse"] == pytest.approx(np.sqrt(np.mean((0.3 - true) ** 2)))
 
@@ -74,7 +74,7 @@ def test_constant_predictions_give_zero():
 def test_nan_gives_nan_and_bad_shapes_raise():
     pred, true = _data(1, n=20)
     pred[3] = np.nan
-    out = metrics.evaluate(pred, true)
+    out = metrics.all_metrics(pred, true)
     assert all(np.isnan(v) for v in out.values())
     with pytest.raises(ValueError, match="same length"):
         metrics.srcc([1, 2, 3], [1, 2])
@@ -82,9 +82,9 @@ def test_nan_gives_nan_and_bad_shapes_raise():
         metrics.plcc([1.0], [2.0])
 
 
-def test_evaluate_accepts_tensors_and_perfect_order():
+def test_all_metrics_accepts_tensors_and_perfect_order():
     true = torch.linspace(0, 1, 30)
-    out = metrics.evaluate(true ** 3, true)
+    out = metrics.all_metrics(true ** 3, true)
     assert set(out) == {"srcc", "krcc", "plcc", "plcc_logistic", "rmse"}
     assert out["srcc"] == pytest.approx(1.0) and out["krcc"] == pytest.approx(1.0)
     assert metrics.srcc(-true, true) == pytest.approx(-1.0)

@@ -191,7 +191,7 @@ def test_tiny_freqalign_run_writes_every_output(tiny, tmp_path):
     for split in ("target", "source_val"):
         assert set(saved[split]) >= {"srcc", "plcc", "krcc", "rmse"}
     assert [e["position"] for e in saved["search"]] == positions
-    assert all({"score", "oracle_target_srcc", "criterion"} <= set(e) for e in saved["search"])
+    assert all({"score", "target_test_srcc", "criterion"} <= set(e) for e in saved["search"])
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == cfg.to_dict()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in records} == {"train", "eval"}
@@ -304,7 +304,7 @@ def test_branch_position_equals_a_run_of_that_position_alone(tiny, tmp_path):
                   str(tmp_path / "alone"))
     assert [e["position"] for e in full["search"]] == [0, 20, 40]
     assert alone["search"][0]["scores"] == full["search"][1]["scores"]
-    assert alone["search"][0]["oracle_target_srcc"] == full["search"][1]["oracle_target_srcc"]
+    assert alone["search"][0]["target_test_srcc"] == full["search"][1]["target_test_srcc"]
 
 
 @pytest.mark.slow

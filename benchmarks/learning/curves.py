@@ -4,7 +4,7 @@ steps in each final model's history (``Plan.lineage_step``), mean and 95% t inte
     freqalign compare --preset demo --seeds 3 --first-seed 30 --out runs/curve eval_every=40
     python benchmarks/learning/curves.py runs/curve --out benchmarks/results/method/learning_curve
 
-Points are the runs' ``eval`` records: ``oracle_target_srcc`` (the whole target test split
+Points are the runs' ``eval`` records: ``target_test_srcc`` (the whole target test split
 since issue 23, before it a sample of at most ``criterion_max_samples``: analysis only) and
 the ``source`` criterion (the held-out source split's criterion sample). Freqalign's search
 stage is left out (its positions branch from one state); forked baselines take their warm-up from the freqalign run they forked from.
@@ -39,7 +39,7 @@ def curve(run_dir: str, donor: str = "") -> dict:
     points = {}
     for r in read_records(run_dir, "eval"):
         if r["stage"] != "search":
-            points[plan.lineage_step(r["step"])] = (r["oracle_target_srcc"], r["source"])
+            points[plan.lineage_step(r["step"])] = (r["target_test_srcc"], r["source"])
     if donor:
         first = min(points)
         points.update({s: v for s, v in curve(donor).items() if s < first})

@@ -17,9 +17,20 @@ import numpy as np
 import torch
 
 from ..metrics import srcc
+from ..names import Name
 
+
+class Criterion(Name):
+    """The criteria (config ``criterion``, ``best_criterion``; the keys of ``score_all``)."""
+    DEV = "dev"
+    SOURCE = "source"
+    CONFUSION = "confusion"
+    ORACLE = "oracle"  # reads target labels: analysis only
+
+
+CRITERIA = tuple(Criterion)
 # The criteria that read no target labels: only these may select a window or a checkpoint.
-LABEL_FREE = ("dev", "source", "confusion")
+LABEL_FREE = tuple(c for c in Criterion if c is not Criterion.ORACLE)
 
 # The domain labels of every domain classifier in the package: the trainer's discriminator
 # (its logit is the log-odds of SOURCE) and the criteria's and the probe's logistic
@@ -111,16 +122,17 @@ def score_all(ev: Dict[str, np.ndarray], fit_steps: int = 100) -> Dict[str, floa
     acc = balanced_accuracy(p_src, p_tgt)
     weights = density_ratio(p_src)
     losses = np.abs(ev["src_val_pred"] - ev["src_val_true"])
-    return {
-        "source": srcc(ev["src_val_pred"], ev["src_val_true"]),
-        "confusion": confusion_score(acc),
-        "dev": -dev_risk(losses, weights),
-        "oracle": srcc(ev["tgt_val_pred"], ev["tgt_val_true"]),
+    return {  # plain-string keys: scores go into checkpoints, which hold plain data only
+        Criterion.SOURCE.value: srcc(ev["src_val_pred"], ev["src_val_true"]),
+        Criterion.CONFUSION.value: confusion_score(acc),
+        Criterion.DEV.value: -dev_risk(losses, weights),
+        Criterion.ORACLE.value: srcc(ev["tgt_val_pred"], ev["tgt_val_true"]),
         "domain_accuracy": acc,
         "source_val_l1": float(losses.mean()),
     }
 
 
-__all__ = ["LABEL_FREE", "SOURCE", "TARGET", "domain_labels", "fit_domain_classifier",
+__all__ = ["Criterion", "CRITERIA", "LABEL_FREE", "SOURCE", "TARGET", "domain_labels",
+           "fit_domain_classifier",
            "balanced_accuracy", "confusion_score",
            "density_ratio", "dev_risk", "score_all"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Optional
 
 import torch
 from torch import nn
@@ -224,22 +225,23 @@ def build_model(cfg) -> FreqAlignNet:
                         cfg.window_dc, cfg.disc_norm)
 
 
-def check_grid(model: FreqAlignNet, cfg) -> tuple:
-    """Feature map size for ``cfg.image_size``; a clear error if the grid cannot fit on it."""
+def check_grid(model: FreqAlignNet, image_size: int, grid: Optional[int]) -> tuple:
+    """Feature map size for ``image_size`` crops; a clear error if a ``grid`` x ``grid``
+    frequency grid cannot fit on it (None: no grid to fit)."""
     from ..basis import grid_to_index, zigzag
 
     was = model.training
     model.eval()
     with torch.no_grad():
-        f = model.backbone(torch.zeros(1, 3, cfg.image_size, cfg.image_size,
+        f = model.backbone(torch.zeros(1, 3, image_size, image_size,
                                        device=next(model.parameters()).device))
     model.train(was)
     h, w = f.shape[-2:]
-    if cfg.method == "freqalign":
+    if grid is not None:
         try:
-            grid_to_index(zigzag(cfg.grid), h, w, cfg.grid)
+            grid_to_index(zigzag(grid), h, w, grid)
         except ValueError:
-            raise ConfigError(f"grid={cfg.grid} is larger than the {h}x{w} feature map that "
-                              f"image_size={cfg.image_size} gives: use grid <= {min(h, w)} or a "
+            raise ConfigError(f"grid={grid} is larger than the {h}x{w} feature map that "
+                              f"image_size={image_size} gives: use grid <= {min(h, w)} or a "
                               f"larger image_size") from None
     return h, w

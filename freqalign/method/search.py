@@ -39,7 +39,7 @@ class SearchState:
                                                       window(position, self.window_size, self.grid)],
                  "criterion": criterion, "score": float(scores[criterion]),
                  "scores": {k: float(v) for k, v in scores.items()},
-                 "oracle_target_srcc": float(target_srcc), "step": int(step)}
+                 "target_test_srcc": float(target_srcc), "step": int(step)}
         best = self.best()
         self.entries.append(entry)
         return best is None or entry["score"] > best["score"]
@@ -93,7 +93,7 @@ def probe_scores(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], p
     ``q`` (how much quality information the window carries, label-free for the target); a
     logistic domain probe fit on ``src_train`` vs ``tgt_train`` gives held-out accuracy ``a``.
     The probe score ``q + confusion(a) = q - |a - 0.5|`` favours windows whose quality cues
-    are already shared across domains: the transferable ones. ``oracle_target_srcc`` is the
+    are already shared across domains: the transferable ones. ``target_test_srcc`` is the
     quality probe's SRCC on ``tgt_test`` (target labels: analysis only).
     """
     out = []
@@ -108,7 +108,7 @@ def probe_scores(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], p
         acc = balanced_accuracy(proba(feat["src_val"]), proba(feat["tgt_val"]))
         out.append({"probe": q + confusion_score(acc), "probe_source_srcc": q,
                     "domain_accuracy": acc,
-                    "oracle_target_srcc": srcc(quality(feat["tgt_test"]), labels["tgt_test"])})
+                    "target_test_srcc": srcc(quality(feat["tgt_test"]), labels["tgt_test"])})
     return out
 
 

@@ -10,19 +10,20 @@ with ``norm="mean"`` is global average pooling, DANN's and the regressor's view.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List
 
 import numpy as np
 
 from ..basis import zigzag
 from ..metrics import srcc
-from .criteria import score_all
+from .criteria import Criterion, score_all
 from .ridge import ridge_fit
 
 PENALTY_SHARE = 1e-2  # ridge penalty per training row (on standardised features): fixed
 
 
-def frequency_map(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], grid: int,
+def transfer_map(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], grid: int,
                   fit_steps: int = 100) -> List[Dict]:
     """One entry per frequency, in zigzag order: ``u``, ``v``, ``position`` and the criteria.
 
@@ -47,14 +48,17 @@ def frequency_map(coeffs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], 
 
 
 def as_grid(entries: List[Dict], column: str, grid: int) -> np.ndarray:
-    """``column`` of ``frequency_map``'s entries laid out on the (u, v) grid."""
+    """``column`` of ``transfer_map``'s entries laid out on the (u, v) grid."""
     out = np.full((grid, grid), np.nan)
     for e in entries:
         out[e["u"], e["v"]] = e[column]
     return out
 
 
-def summary(entries: List[Dict], criteria=("source", "confusion", "dev")) -> Dict:
+LABEL_FREE_COLUMNS = (Criterion.SOURCE, Criterion.CONFUSION, Criterion.DEV)  # in this order
+
+
+def summary(entries: List[Dict], criteria=LABEL_FREE_COLUMNS) -> Dict:
     """GAP's target SRCC, the best frequency's, how many beat GAP, and the Spearman
     correlation of each label-free criterion with the target SRCC across frequencies."""
     target = np.array([e["target_srcc"] for e in entries])
@@ -72,8 +76,8 @@ def plot(entries: List[Dict], grid: int, path: str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = (("target_srcc", "target SRCC (analysis)"), ("source", "source val SRCC"),
-               ("confusion", "confusion"), ("dev", "-DEV risk"))
+    columns = (("target_srcc", "target SRCC (analysis)"), (Criterion.SOURCE, "source val SRCC"),
+               (Criterion.CONFUSION, "confusion"), (Criterion.DEV, "-DEV risk"))
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.6))
     for ax, (col, name) in zip(axes, columns):
         im = ax.imshow(as_grid(entries, col, grid), cmap="viridis")
@@ -86,3 +90,10 @@ def plot(entries: List[Dict], grid: int, path: str, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def frequency_map(*args, **kwargs) -> List[Dict]:
+    """Deprecated name of ``transfer_map``."""
+    warnings.warn("freqalign.method.transfer_map.frequency_map is deprecated, use transfer_map",
+                  DeprecationWarning, stacklevel=2)
+    return transfer_map(*args, **kwargs)

@@ -16,15 +16,20 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from ..errors import ConfigError
-from ..method.criteria import LABEL_FREE
+from ..method.criteria import CRITERIA, LABEL_FREE
 from ..method.model import BACKBONES
-from .methods import Method, SearchMode
+from .vocabulary import FinetuneFrom, Loss, Method, OnNonfinite, SearchMode
 
-METHODS = tuple(m.value for m in Method)
-CRITERIA = ("dev", "source", "confusion", "oracle")
-SEARCH_MODES = tuple(m.value for m in SearchMode)
-LOSSES = ("l1", "mse")
-ON_NONFINITE = ("stop", "skip")
+
+def values(names) -> tuple:
+    """The values of ``names`` (members of a ``Name`` enum) as plain strings."""
+    return tuple(n.value for n in names)
+
+
+METHODS = values(Method)
+SEARCH_MODES = values(SearchMode)
+LOSSES = values(Loss)
+ON_NONFINITE = values(OnNonfinite)
 # renamed keys (old -> new): the old ones still load, with a deprecation warning
 RENAMED = {"search_step": "search_stride", "search_steps": "steps_per_position"}
 
@@ -263,9 +268,9 @@ ALLOWED = {
     "warmup_steps": COUNT, "dann_warmup_steps": COUNT, "disc_warmup_steps": COUNT,
     "search_mode": Choices(SEARCH_MODES),
     "search_stride": POSITIVE, "search_start": COUNT, "search_end": Range(-1),
-    "steps_per_position": COUNT, "criterion": Choices(CRITERIA),
-    "finetune_from": Choices(("selected", "last")), "finetune_steps": COUNT, "jitter": COUNT,
-    "best_criterion": Choices(LABEL_FREE), "criterion_max_samples": POSITIVE,
+    "steps_per_position": COUNT, "criterion": Choices(values(CRITERIA)),
+    "finetune_from": Choices(values(FinetuneFrom)), "finetune_steps": COUNT, "jitter": COUNT,
+    "best_criterion": Choices(values(LABEL_FREE)), "criterion_max_samples": POSITIVE,
     "domain_fit_steps": COUNT, "alignment_samples": POSITIVE, "eval_every": POSITIVE,
     "checkpoint_every": POSITIVE,
     "log_every": POSITIVE, "progress": BOOL,

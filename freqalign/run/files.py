@@ -1,6 +1,6 @@
 """The files of a run folder: ``config.yaml`` (its config), ``metrics.jsonl`` (its log),
 ``results.json`` (its final results), ``run.lock`` (the process that owns it) and the
-checkpoints under ``checkpoints/`` (``RunFiles``: last, best, the search's snapshots, and
+checkpoints under ``checkpoints/`` (``CheckpointFiles``: last, best, the search's snapshots, and
 ``stage_checkpoint``: the state at a stage's end, where forks start)."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def run_file(run_dir: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
-class RunFiles:
+class CheckpointFiles:
     """The checkpoints of the run in ``out`` as process ``rank`` sees them: ``last`` (resume),
     ``best`` (by a label-free criterion), and the search's own per-process snapshots (every
     rank keeps its own RNG streams): ``search_origin`` (where branch positions start) and
@@ -67,5 +67,5 @@ def stage_checkpoint(run_dir: str, stage: str) -> str:
     return run_file(run_dir, f"after-{stage}.pt")
 
 
-__all__ = ["config_file", "log_file", "results_file", "lock_file", "run_file", "RunFiles",
+__all__ = ["config_file", "log_file", "results_file", "lock_file", "run_file", "CheckpointFiles",
            "stage_checkpoint"]

@@ -8,6 +8,13 @@ from ..method.model import build_model, check_grid
 from . import checkpoint
 from .config import config_from_dict
 from .device import setup
+from .vocabulary import Method
+
+
+def moving_grid(cfg) -> Optional[int]:
+    """The frequency grid the discriminator's window moves on: FreqAlign's ``grid``; None for
+    the baselines (they pool at GAP only)."""
+    return cfg.grid if cfg.method == Method.FREQALIGN else None
 
 
 def load_model(path: str, device: Optional[str] = None):
@@ -18,8 +25,8 @@ def load_model(path: str, device: Optional[str] = None):
     _, _, dev = setup(device or cfg.device)
     model = build_model(cfg).to(dev)
     model.load_state_dict(ck["model"])
-    check_grid(model, cfg)
+    check_grid(model, cfg.image_size, moving_grid(cfg))
     return model.eval(), cfg, ck, dev
 
 
-__all__ = ["load_model"]
+__all__ = ["moving_grid", "load_model"]

@@ -3,7 +3,7 @@ checkpoint names (``RunFiles``, ``run_file``) to ``freqalign.run.files`` (issue 
 import warnings
 
 from ..run.checkpoint import *  # noqa: F401,F403
-from ..run.files import RunFiles, run_file  # noqa: F401
+from ..run.files import CheckpointFiles as RunFiles, run_file  # noqa: F401
 
 warnings.warn("freqalign.train.checkpoint is deprecated, use freqalign.run.checkpoint and "
               "freqalign.run.files", DeprecationWarning, stacklevel=2)

@@ -31,13 +31,16 @@ import numpy as np
 from ..data.domains import load_data
 from ..errors import ConfigError
 from ..run.config import Config, apply
+from ..run.vocabulary import Method
 from .evaluate import finished
 from .loop import train
 from .paired import CONFIDENCE, bootstrap_difference, gap_closed, paired_difference
 from .plan import Plan
 
-ORDER = ("source-only", "dann", "freqalign", "target-oracle")
-PAIRS = (("freqalign", "dann"), ("freqalign", "source-only"), ("dann", "source-only"))
+ORDER = (Method.SOURCE_ONLY, Method.DANN, Method.FREQALIGN, Method.TARGET_ORACLE)
+PAIRS = ((Method.FREQALIGN, Method.DANN), (Method.FREQALIGN, Method.SOURCE_ONLY),
+         (Method.DANN, Method.SOURCE_ONLY))
+BASELINES = (Method.SOURCE_ONLY, Method.DANN, Method.TARGET_ORACLE)  # fork from freqalign's run
 
 
 def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
@@ -46,11 +49,12 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     runs = {m: [] for m in ORDER}
     for seed in range(first_seed, first_seed + seeds):
-        base = apply(Config(**cfg.to_dict()), {"seed": seed, "method": "freqalign"}, "compare")
-        fa_dir = os.path.join(out, f"seed{seed}", "freqalign")
-        runs["freqalign"].append(finished(base, fa_dir) or
-                                 train(base, fa_dir, keep_stage_checkpoints=True))
-        for method in ("source-only", "dann", "target-oracle"):
+        base = apply(Config(**cfg.to_dict()), {"seed": seed, "method": Method.FREQALIGN},
+                     "compare")
+        fa_dir = os.path.join(out, f"seed{seed}", Method.FREQALIGN)
+        runs[Method.FREQALIGN].append(finished(base, fa_dir) or
+                                      train(base, fa_dir, keep_stage_checkpoints=True))
+        for method in BASELINES:
             c = apply(Config(**base.to_dict()), {"method": method}, "compare")
             fork = Plan(c).fork_from(Plan(base), fa_dir)  # "": no stage to share
             run_dir = os.path.join(out, f"seed{seed}", method)
@@ -59,7 +63,8 @@ def compare(cfg: Config, out: str, seeds: int = 5, first_seed: int = 0) -> str:
     report = {"config": cfg.to_dict(), "seeds": seed_list, "primary": PRIMARY,
               "summary": summary, "paired": paired(runs),
               "paired_test": paired(runs, "target_srcc"),
-              "bootstrap": {"freqalign - dann": bootstrap(out, seed_list, "freqalign", "dann")},
+              "bootstrap": {f"{Method.FREQALIGN} - {Method.DANN}":
+                            bootstrap(out, seed_list, Method.FREQALIGN, Method.DANN)},
               "gap_closed": gaps(runs), "features": features_baseline(cfg), "runs": runs}
     with open(os.path.join(out, "compare.json"), "w") as fh:
         json.dump(report, fh, indent=2)
@@ -85,7 +90,7 @@ def band_accuracy(runs: dict, method: str) -> list:
     """Per seed, the held-out domain accuracy of ``method`` on the band freqalign selected in
     that seed (its ``alignment``, measured at every searched position)."""
     return [r["alignment"]["bands"][str(fa["selected_window"]["position"])]
-            for r, fa in zip(runs[method], runs["freqalign"])]
+            for r, fa in zip(runs[method], runs[Method.FREQALIGN])]
 
 
 def summarize(runs: dict) -> dict:
@@ -111,10 +116,11 @@ def paired(runs: dict, key: str = PRIMARY) -> dict:
 
 def gaps(runs: dict) -> dict:
     """The share of the source-only -> target-oracle gap, on the held-out target images (val +
-    test), whose labels no method reads (the oracle trains on those of tgt_train)."""
+    test), whose labels no method reads (the target-oracle trains on those of tgt_train)."""
     key = "target_heldout_srcc"
-    so, orc = metric(runs["source-only"], key), metric(runs["target-oracle"], key)
-    return {m: gap_closed(metric(runs[m], key), so, orc) for m in ("freqalign", "dann")}
+    so, ceiling = metric(runs[Method.SOURCE_ONLY], key), metric(runs[Method.TARGET_ORACLE], key)
+    return {m: gap_closed(metric(runs[m], key), so, ceiling)
+            for m in (Method.FREQALIGN, Method.DANN)}
 
 
 def bootstrap(out: str, seeds: list, a: str, b: str) -> dict:
@@ -131,7 +137,7 @@ def bootstrap(out: str, seeds: list, a: str, b: str) -> dict:
 def features_baseline(cfg: Config) -> dict:
     """The hand-crafted-features ridge on the same splits: fit on the source training split
     (and, as its own ceiling, on the target training split); deterministic."""
-    from ..metrics import evaluate
+    from ..metrics import all_metrics
     from ..method.features import FeatureRidge, dataset_statistics
 
     data, _ = load_data(cfg)
@@ -142,7 +148,7 @@ def features_baseline(cfg: Config) -> dict:
     keep = ("srcc", "plcc", "krcc", "rmse")
 
     def metrics(model, split):
-        m = evaluate(model.predict(stats[split]), data[split].scores)
+        m = all_metrics(model.predict(stats[split]), data[split].scores)
         return {k: m[k] for k in keep}
 
     return {"target": metrics(source, "tgt_test"), "source_val": metrics(source, "src_val"),
@@ -176,16 +182,16 @@ def markdown(report: dict, cfg: Config) -> str:
              "| domain acc band | selected window(s) |", "|---|---|---|---|---|---|---|---|"]
     for m in ORDER:
         s = summary[m]
-        windows = "GAP" if m == "dann" else ("-" if m != "freqalign" else
+        windows = "GAP" if m == Method.DANN else ("-" if m != Method.FREQALIGN else
                                              ", ".join(str(w) for w in s["selected_windows"]))
-        note = " (trains on tgt_train labels: ceiling)" if m == "target-oracle" else ""
+        note = " (trains on tgt_train labels: ceiling)" if m == Method.TARGET_ORACLE else ""
         lines.append(f"| {m}{note} | {ms(s, 'target_all_srcc')} | {ms(s, 'target_srcc')} | "
                      f"{ms(s, 'target_heldout_srcc')} | {ms(s, 'source_srcc')} | "
                      f"{ms(s, 'gap_domain_acc', 3)} | {ms(s, 'band_domain_acc', 3)} | {windows} |")
     f = report["features"]
     lines.append(f"| features (hand-crafted ridge, deterministic) | - | {f['target']['srcc']:.4f} "
                  f"| - | {f['source_val']['srcc']:.4f} | - | - | - |")
-    so = summary["source-only"]
+    so = summary[Method.SOURCE_ONLY]
     def drop(m, key):  # source-only's mean minus the method's, paired by seed
         return np.mean(np.subtract(so[key], summary[m][key]))
 

@@ -18,15 +18,16 @@ from ..basis import window
 from ..data.domains import open_images
 from ..data.splits import fixed_subset
 from ..errors import ConfigError
-from ..metrics import evaluate, srcc
+from ..metrics import all_metrics, srcc
 from ..method.alignment import alignment
-from ..method.criteria import score_all
+from ..method.criteria import Criterion, score_all
 from ..method.search import SearchState, all_frequencies, probe_scores
 from ..run import checkpoint
 from ..run.config import config_from_dict
 from ..run.files import results_file
 from ..run.load import load_model
-from ..run.methods import Method, SearchMode
+from ..run.renamed import renamed_keys, renamed_stages
+from ..run.vocabulary import Method, SearchMode
 from ..scoring import crop_means
 from . import distributed
 from .batches import eval_batches
@@ -83,7 +84,7 @@ class Evaluator:
         self.samples = {k: fixed_subset(len(data[k]), cfg.criterion_max_samples, cfg.data_seed + i)
                         for i, k in enumerate(SPLITS)}
 
-    def _predict(self, model, coeffs: bool = False, splits=SPLITS) -> dict:
+    def predict_samples(self, model, coeffs: bool = False, splits=SPLITS) -> dict:
         """Predictions on the fixed samples of ``splits``."""
         return {k: predict(model, self.data[k], self.samples[k], self.cfg, self.device, coeffs)
                 for k in splits}
@@ -93,7 +94,7 @@ class Evaluator:
         split (analysis only; ``target_all_srcc`` in the scores: on every target image), so that
         search positions and finished runs are scored on the same images."""
         distributed.broadcast_buffers(model)
-        r = self._predict(model, splits=("src_train", "tgt_train", "src_val", "tgt_val"))
+        r = self.predict_samples(model, splits=("src_train", "tgt_train", "src_val", "tgt_val"))
         target = self.target(model)
         ev = {"src_train_feat": r["src_train"]["feat"], "tgt_train_feat": r["tgt_train"]["feat"],
               "src_val_feat": r["src_val"]["feat"], "src_val_pred": r["src_val"]["pred"],
@@ -130,11 +131,11 @@ class Evaluator:
                              self.cfg.domain_fit_steps)
         return {**measured, "images": sizes, "folds": "content groups"}
 
-    def evaluate(self, model, state, stage: str, log, best_path: str) -> tuple:
+    def log_criteria(self, model, state, stage: str, log, best_path: str) -> tuple:
         """The criteria, logged as an ``eval`` record; ``best_path`` gets the model when
         ``best_criterion`` is the best so far (``state.best_score``)."""
         scores, target_srcc = self.criteria(model)
-        log.record(state.step, "eval", {"stage": stage, **scores, "oracle_target_srcc": target_srcc})
+        log.record(state.step, "eval", {"stage": stage, **scores, "target_test_srcc": target_srcc})
         best = self.cfg.best_criterion
         if scores[best] > state.best_score:
             state.best_score = scores[best]
@@ -147,13 +148,13 @@ class Evaluator:
     def probe(self, model, search: SearchState, step: int) -> None:
         """Probe mode: score every position on frozen features (one all-frequency pass per
         split)."""
-        r = self._predict(model, coeffs=True)
+        r = self.predict_samples(model, coeffs=True)
         coeffs = {k: v["coeffs"] for k, v in r.items()}
         labels = {k: v["true"] for k, v in r.items()}
         for pos, s in zip(search.positions,
                           probe_scores(coeffs, labels, search.positions, self.cfg.window_size,
                                        self.cfg.domain_fit_steps)):
-            search.record(pos, "probe", s, s.pop("oracle_target_srcc"), step)
+            search.record(pos, "probe", s, s.pop("target_test_srcc"), step)
 
     def final(self, model) -> tuple:
         """Predictions ``(target, source)``: on every target split (``{split: predictions}``)
@@ -176,7 +177,7 @@ def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run
     adds ``feature_map``, ``sizes``, ``splits``, ``seconds``, ``forked_from``,
     ``nonfinite_skipped`` (steps dropped by ``on_nonfinite=skip``) and ``alignment``."""
     def metrics(pred, true):
-        return {k: v for k, v in evaluate(pred, true).items() if k in REPORTED}
+        return {k: v for k, v in all_metrics(pred, true).items() if k in REPORTED}
 
     target = {name: metrics(*pooled(tgt, splits)) for name, splits in TARGET_SETS.items()}
     source = metrics(src["pred"], src["true"])
@@ -192,7 +193,7 @@ def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run
             "criterion": "probe" if plan.mode is SearchMode.PROBE else cfg.criterion,
             "search_mode": cfg.search_mode,
             "selection_uses_target_labels": plan.method is Method.FREQALIGN and
-            plan.mode is not SearchMode.PROBE and cfg.criterion == "oracle",
+            plan.mode is not SearchMode.PROBE and cfg.criterion == Criterion.ORACLE,
             "selected_window": selected, "target": target["test"],
             "target_heldout": target["heldout"], "target_all": target["all"],
             "target_all_reads_labels": plan.method is Method.TARGET_ORACLE,
@@ -203,7 +204,7 @@ def make_results(cfg, plan: Plan, search: SearchState, tgt: dict, src: dict, run
             "seconds": round(run["seconds"], 1), "forked_from": run["forked_from"] or None,
             "nonfinite_skipped": run["nonfinite_skipped"],
             "config": cfg.to_dict(),
-            "note": "oracle_target_srcc in the search uses target labels: analysis only"}
+            "note": "target_test_srcc reads target labels: analysis only"}
 
 
 def write_results(out: str, results: dict, tgt: dict) -> None:
@@ -227,13 +228,19 @@ def finished(cfg, run_dir: str) -> Optional[dict]:
     extended compare or study reuses its runs), else None. The config and plan are the ones
     stored in the results themselves (a crashed rerun with another config rewrites config.yaml,
     not results.json); a field added to the config since the run counts at its default, which
-    by convention is the behaviour from before the field existed."""
+    by convention is the behaviour from before the field existed; renamed fields and stages
+    (``run.renamed``) are read under their new names."""
     try:
         with open(results_file(run_dir)) as fh:
             results = json.load(fh)
         saved = config_from_dict(results["config"]).to_dict()
     except (FileNotFoundError, json.JSONDecodeError, KeyError, ConfigError):
         return None
+    where = results_file(run_dir)
+    for key, renamed in (("stages", renamed_stages(results.get("stages", []), where)),
+                         ("search", [renamed_keys(e, where) for e in results.get("search", [])])):
+        if key in results:
+            results[key] = renamed
     same = saved == cfg.to_dict() and results.get("stages") == Plan(cfg).as_list()
     return results if same else None
 
@@ -254,7 +261,7 @@ def evaluate_checkpoint(path: str, dataset: str, device: Optional[str] = None,
     out = predict(model, data, list(range(len(data))), cfg, dev)
     return {"checkpoint": path, "dataset": dataset, "n": len(data), "method": cfg.method,
             "step": ck.get("step"), "eval_crops": cfg.eval_crops,
-            **evaluate(out["pred"], out["true"])}
+            **all_metrics(out["pred"], out["true"])}
 
 
 __all__ = ["SPLITS", "predict", "Evaluator", "make_results", "write_results", "finished",

@@ -23,14 +23,15 @@ from ..errors import FreqAlignError, TrainingError
 from ..method import stem_cache
 from ..method.search import jitter
 from ..run import checkpoint
-from ..run.files import RunFiles, stage_checkpoint
+from ..run.files import CheckpointFiles, stage_checkpoint
+from ..run.vocabulary import FinetuneFrom, OnNonfinite, SearchMode
 from . import distributed, preempt
 from .evaluate import Evaluator, make_results, write_results
 from .preempt import Interrupted, StopRequests
-from .plan import Plan, Pooling, SearchMode, Stage
+from .plan import Plan, Pooling, Stage
 from .runlock import RunLock
-from .runlog import RunLog
-from .state import Run, RunState, Running, continue_from, new_state, restore, save_snapshot
+from .runlog import MetricsLog
+from .state import LossSums, RunSetup, RunState, continue_from, new_state, restore, save_snapshot
 from .step import Learner, make_learner, next_batch, take_step
 
 
@@ -41,7 +42,7 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
     checkpoint at the end of every stage, for forks, with ``keep_stage_checkpoints``)."""
     t0 = time.time()
     rank, world, device = distributed.start(cfg)
-    run = Run(cfg, Plan(cfg), RunFiles(out, rank), rank, world, device)
+    run = RunSetup(cfg, Plan(cfg), CheckpointFiles(out, rank), rank, world, device)
     with RunLock(out, run.main), StopRequests() as stop:  # one run per folder; signals noted
         try:
             return run_in_folder(run, stop, t0, resume, fork_from, keep_stage_checkpoints)
@@ -51,7 +52,7 @@ def train(cfg, out: str, resume: bool = False, fork_from: str = "",
             raise
 
 
-def raise_if_lost(run: Run, exc: RuntimeError) -> None:
+def raise_if_lost(run: RunSetup, exc: RuntimeError) -> None:
     """A ``TrainingError`` naming the processes that no longer answer (none: ``exc`` is not
     about a lost process, and this returns)."""
     lost = distributed.lost_processes(run.rank, run.world)
@@ -64,7 +65,7 @@ def raise_if_lost(run: Run, exc: RuntimeError) -> None:
                         f"{run.files.out})") from exc
 
 
-def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_from: str,
+def run_in_folder(run: RunSetup, stop: StopRequests, t0: float, resume: bool, fork_from: str,
                   keep_stage_checkpoints: bool) -> dict:
     """``train``, once its process is set up, holds the run folder's lock and notes signals."""
     cfg, out, device, world = run.cfg, run.files.out, run.device, run.world
@@ -79,7 +80,7 @@ def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_fr
         if fork_from:
             plan.check_fork(ck["stages_done"], fork_from)
         continue_from(run, state, learner, ck, resume)
-    log = RunLog(out, cfg, state.step, resume, enabled=run.main)
+    log = MetricsLog(out, cfg, state.step, resume, enabled=run.main)
     evaluator = Evaluator(data, cfg, device)
     progress = Progress(run, state.step, t0)
 
@@ -108,7 +109,7 @@ def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_fr
             skip_nonfinite(run, state, progress, stage, bad)
         else:
             state.in_a_row = 0
-            state.running.add(step_losses)
+            state.loss_sums.add(step_losses)
 
         # -- logging
         if state.step % cfg.log_every == 0 or state.step == plan.total:
@@ -116,14 +117,14 @@ def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_fr
 
         # -- frequency movement: score the position that just finished its budget
         if plan.ends_position(stage, t_in):
-            scores, target_srcc = evaluator.evaluate(model, state, stage.name, log, files.best)
+            scores, target_srcc = evaluator.log_criteria(model, state, stage.name, log, files.best)
             if state.search.record(state.window, cfg.criterion, scores, target_srcc, state.step):
                 save_snapshot(run, state, learner, files.search_best, every_process=True)
             progress.write(f"  window {state.window:>2} {cfg.criterion} "
-                           f"{scores[cfg.criterion]:+.4f} (oracle target SRCC {target_srcc:.3f}, "
+                           f"{scores[cfg.criterion]:+.4f} (target test SRCC {target_srcc:.3f}, "
                            f"analysis only)")
         elif state.step % cfg.eval_every == 0 or state.step == plan.total:
-            evaluator.evaluate(model, state, stage.name, log, files.best)
+            evaluator.log_criteria(model, state, stage.name, log, files.best)
 
         # -- checkpoints: last.pt, and where forks start
         ended = plan.stage_ending_at(state.step)
@@ -151,7 +152,7 @@ def run_in_folder(run: Run, stop: StopRequests, t0: float, resume: bool, fork_fr
     return results
 
 
-def load_data_once(run: Run) -> tuple:
+def load_data_once(run: RunSetup) -> tuple:
     """``freqalign.data.domains.load_data``: process 0 generates and caches the data (and the
     stem cache, ``method.stem_cache``) first, the others then read its caches."""
     wrap = stem_cache.wrapper(run.cfg, run.device, progress=run.main and run.cfg.progress)
@@ -161,7 +162,7 @@ def load_data_once(run: Run) -> tuple:
     return loaded if run.main else load_data(run.cfg, wrap)
 
 
-def place_window(run: Run, state: RunState, learner: Learner, evaluator: Evaluator,
+def place_window(run: RunSetup, state: RunState, learner: Learner, evaluator: Evaluator,
                  stage: Stage, t_in: int) -> Optional[int]:
     """Where step ``t_in`` of ``stage`` starts from and where the discriminator pools: a search
     position at its place (in branch mode every position starts from the search's origin), the
@@ -178,14 +179,15 @@ def place_window(run: Run, state: RunState, learner: Learner, evaluator: Evaluat
     if stage.pooling is Pooling.SELECTED:
         if t_in == 0 and plan.mode is SearchMode.PROBE and not state.search.entries:
             evaluator.probe(learner.model, state.search, state.step)
-        if t_in == 0 and cfg.finetune_from == "selected" and os.path.isfile(files.search_best):
+        if t_in == 0 and cfg.finetune_from == FinetuneFrom.SELECTED and \
+                os.path.isfile(files.search_best):
             restore(run, state, learner, checkpoint.load(files.search_best))
         last = cfg.grid ** 2 - cfg.window_size
         return jitter(state.search.selected(), cfg.jitter, last, state.generators["jitter"])
     return None
 
 
-def stop_if_asked(run: Run, state: RunState, learner: Learner, stop: StopRequests) -> None:
+def stop_if_asked(run: RunSetup, state: RunState, learner: Learner, stop: StopRequests) -> None:
     """When a signal asked the run to stop (in any process): save ``last.pt`` (unless it holds
     this step already) and raise ``Interrupted``, saying what was saved and how to resume."""
     signum = stop.asked()
@@ -200,7 +202,8 @@ def stop_if_asked(run: Run, state: RunState, learner: Learner, stop: StopRequest
                       f"freqalign train --resume {run.files.out}")
 
 
-def skip_nonfinite(run: Run, state: RunState, progress: "Progress", stage: Stage, bad: str) -> None:
+def skip_nonfinite(run: RunSetup, state: RunState, progress: "Progress", stage: Stage,
+                   bad: str) -> None:
     """After a step that was not taken for a non-finite ``bad`` value: count it and go on
     (``on_nonfinite=skip``), or stop with a ``TrainingError`` naming the step, the stage and the
     value, and the checkpoint kept (``stop``, or ``max_nonfinite`` such steps in a row)."""
@@ -208,22 +211,22 @@ def skip_nonfinite(run: Run, state: RunState, progress: "Progress", stage: Stage
     state.skipped += 1
     state.in_a_row += 1
     where = f"step {state.step}/{run.plan.total} ({stage.name}): non-finite {bad}"
-    if cfg.on_nonfinite == "skip" and state.in_a_row < cfg.max_nonfinite:
+    if cfg.on_nonfinite == OnNonfinite.SKIP and state.in_a_row < cfg.max_nonfinite:
         progress.write(f"{where}: step skipped ({state.skipped} so far)")
         return
-    why = "" if cfg.on_nonfinite == "stop" else \
+    why = "" if cfg.on_nonfinite == OnNonfinite.STOP else \
         f", {state.in_a_row} steps in a row (max_nonfinite={cfg.max_nonfinite})"
     kept = f"{files.last} kept (step {state.saved})" if state.saved is not None else \
         "no checkpoint written yet"
-    hint = "; on_nonfinite=skip drops such steps" if cfg.on_nonfinite == "stop" else ""
+    hint = "; on_nonfinite=skip drops such steps" if cfg.on_nonfinite == OnNonfinite.STOP else ""
     raise TrainingError(f"{where}{why}; stopped, {kept}{hint}")
 
 
-def log_training(run: Run, state: RunState, learner: Learner, log: RunLog, progress: "Progress",
-                 stage: Stage, lam: float) -> None:
+def log_training(run: RunSetup, state: RunState, learner: Learner, log: MetricsLog,
+                 progress: "Progress", stage: Stage, lam: float) -> None:
     """A ``train`` record of the losses since the last one (averaged over processes), and its
     line under the progress bar; the sums start again."""
-    r, cfg = state.running, run.cfg
+    r, cfg = state.loss_sums, run.cfg
     n, nd = max(r.n, 1), r.n_domain
     values = {"stage": stage.name, "quality": distributed.mean(r.quality / n),
               "domain": distributed.mean(r.domain / nd) if nd else None,
@@ -231,7 +234,7 @@ def log_training(run: Run, state: RunState, learner: Learner, log: RunLog, progr
               "lr": learner.opt.param_groups[1]["lr"], "lambda": lam,
               "window": -1 if state.window is None else state.window}
     log.record(state.step, "train", values)
-    state.running = Running()
+    state.loss_sums = LossSums()
     adversarial = "" if not nd else (f"domain {values['domain']:.4f} disc_acc "
                                      f"{values['disc_acc']:.2f} ")
     progress.write(f"step {state.step:>5}/{run.plan.total} {stage.name:<11} {cfg.loss} "
@@ -242,7 +245,7 @@ def log_training(run: Run, state: RunState, learner: Learner, log: RunLog, progr
 class Progress:
     """Process 0's progress bar and the lines written under it (other processes stay quiet)."""
 
-    def __init__(self, run: Run, step: int, t0: float):
+    def __init__(self, run: RunSetup, step: int, t0: float):
         self.enabled, self.t0 = run.main, t0
         self.bar = tqdm(total=run.plan.total, initial=step, desc=run.cfg.method,
                         disable=not (run.main and run.cfg.progress), dynamic_ncols=True,

@@ -34,11 +34,11 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Dict:
 
 
 def gap_closed(method: Sequence[float], source_only: Sequence[float],
-               oracle: Sequence[float]) -> Dict:
+               target_oracle: Sequence[float]) -> Dict:
     """Share of the source-only -> target-oracle gap a method closes: the ratio of the mean
     paired gains (a ratio estimator, so a seed with a tiny gap cannot blow it up), with each
     seed's own ratio beside it."""
-    m, s, o = (np.asarray(x, np.float64) for x in (method, source_only, oracle))
+    m, s, o = (np.asarray(x, np.float64) for x in (method, source_only, target_oracle))
     gap = float((o - s).mean())
     share = float((m - s).mean() / gap) if abs(gap) > 1e-12 else None
     return {"share": share, "mean_gap": gap,

@@ -7,8 +7,9 @@ of every method (empty stages left out):
   dann-warmup both            GAP (plain DANN)          (freqalign, dann)
   search      both            positions p0, p0+s, ...   (freqalign; branch or move mode)
   finetune    both            the selected position, jittered  (freqalign)
-  source / dann / oracle: the baselines' remaining budget (oracle: target labels throughout;
-  source: both domains' batches pass through the network, so BatchNorm sees what it sees in
+  source-only / dann / target-oracle: the baselines' remaining budget, each stage named after
+  its method (target-oracle: target labels throughout;
+  source-only: both domains' batches pass through the network, so BatchNorm sees what it sees in
   the adversarial methods, but only the source loss trains).
 """
 from __future__ import annotations
@@ -21,14 +22,15 @@ from typing import List, Optional, Tuple
 from ..errors import ConfigError
 from ..method.model import dann_lambda
 from ..run.files import stage_checkpoint
-from ..run.methods import Method, SearchMode
+from ..run.renamed import renamed_stages
+from ..run.vocabulary import Method, SearchMode
 
 
 class Batches(Enum):
     """What a step trains on: source labels, target labels, or source labels plus unlabelled
     target images for the domain loss."""
-    SOURCE = "source"
-    TARGET = "target"
+    SOURCE_LABELS = "source-labels"
+    TARGET_LABELS = "target-labels"
     BOTH = "both"
 
 
@@ -41,9 +43,9 @@ class Pooling(Enum):
     SELECTED = "selected"
 
 
-# stage names: written into checkpoints (``stages_done``), results and checkpoint file names
+# stage names: written into checkpoints (``stages_done``), results and checkpoint file names;
+# a baseline's own stage is named after its method (``source-only``, ``dann``, ``target-oracle``)
 WARMUP, DANN_WARMUP, SEARCH, FINETUNE = "warmup", "dann-warmup", "search", "finetune"
-SOURCE, DANN, ORACLE = "source", "dann", "oracle"
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,13 @@ class Plan:
     def _stages(self) -> List[Stage]:
         w, b, t = self.cfg.warmup_steps, self.cfg.dann_warmup_steps, self.adapt_steps
         if self.method is Method.TARGET_ORACLE:  # the ceiling: target labels for the whole budget
-            return [Stage(ORACLE, w + t, Batches.TARGET, Pooling.NONE)]
-        plan = [Stage(WARMUP, w, Batches.SOURCE, Pooling.NONE)]
+            return [Stage(self.method.value, w + t, Batches.TARGET_LABELS, Pooling.NONE)]
+        plan = [Stage(WARMUP, w, Batches.SOURCE_LABELS, Pooling.NONE)]
         if self.method is Method.SOURCE_ONLY:  # target images pass too (BatchNorm), no loss
-            plan.append(Stage(SOURCE, t, Batches.BOTH, Pooling.NONE))
+            plan.append(Stage(self.method.value, t, Batches.BOTH, Pooling.NONE))
         elif self.method is Method.DANN:
             plan += [Stage(DANN_WARMUP, b, Batches.BOTH, Pooling.GAP),
-                     Stage(DANN, t - b, Batches.BOTH, Pooling.GAP)]
+                     Stage(self.method.value, t - b, Batches.BOTH, Pooling.GAP)]
         else:
             plan += [Stage(DANN_WARMUP, b, Batches.BOTH, Pooling.GAP),
                      Stage(SEARCH, self.search_walk, Batches.BOTH, Pooling.SEARCH),
@@ -192,7 +194,7 @@ class Plan:
 
     def check_fork(self, stages_done: list, path: str) -> None:
         """A fork from checkpoint ``path`` needs its completed stages to be a prefix of ours."""
-        done = [tuple(s) for s in stages_done]
+        done = [tuple(s) for s in renamed_stages(stages_done, path)]
         if done != [(s.name, s.steps) for s in self.stages[:len(done)]]:
             raise ConfigError(f"cannot fork {self.method.value} from {path}: its completed "
                               f"stages {stages_done} are not a prefix of {self.as_list()}")

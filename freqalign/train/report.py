@@ -24,8 +24,8 @@ def plot_search(results: dict, path: str) -> bool:
     sel = results["selected_window"]["position"]
     ax.axvline(sel, color="C3", ls=":", label=f"selected {sel}")
     twin = ax.twinx()
-    twin.plot(pos, [e["oracle_target_srcc"] for e in entries], "s--", color="C1", alpha=0.7)
-    twin.set_ylabel("target SRCC (oracle, analysis only)", color="C1")
+    twin.plot(pos, [e["target_test_srcc"] for e in entries], "s--", color="C1", alpha=0.7)
+    twin.set_ylabel("target test SRCC (analysis only)", color="C1")
     ax.legend(loc="best", fontsize=8)
     ax.set_title("Frequency movement")
     fig.tight_layout()
@@ -51,7 +51,7 @@ def plot_training(log: list, path: str) -> bool:
     if evals:
         steps = [r["step"] for r in evals]
         b.plot(steps, [r["source"] for r in evals], "o-", ms=3, label="source val SRCC")
-        b.plot(steps, [r["oracle_target_srcc"] for r in evals], "s--", ms=3,
+        b.plot(steps, [r["target_test_srcc"] for r in evals], "s--", ms=3,
                label="target test SRCC (analysis only)")
         b.plot(steps, [r["domain_accuracy"] for r in evals], ":", label="domain clf accuracy")
         b.legend(fontsize=8)
@@ -106,10 +106,10 @@ def write_report(out: str, results: dict, target_predictions: dict) -> None:
         lines += [f"Discriminator pooling: {where}, frequencies {sel['freqs']}.", ""]
     if plot_search(results, os.path.join(out, "search.png")):
         lines += [f"## Frequency movement (criterion `{results['criterion']}`)", "",
-                  "The oracle column uses target labels and is for analysis only.", "",
-                  "| position | freqs | score | oracle target SRCC |", "|---|---|---|---|"]
+                  "The target test SRCC column reads target labels: analysis only.", "",
+                  "| position | freqs | score | target test SRCC |", "|---|---|---|---|"]
         lines += [f"| {e['position']} | {e['freqs']} | {e['score']:+.4f} | "
-                  f"{e['oracle_target_srcc']:.4f} |" for e in results["search"]]
+                  f"{e['target_test_srcc']:.4f} |" for e in results["search"]]
         lines += ["", "![search curve](search.png)", ""]
     if plot_training(read_records(out), os.path.join(out, "training.png")):
         lines += ["## Training", "", "![training curves](training.png)", ""]

@@ -9,9 +9,10 @@ from typing import List, Optional
 
 from ..run.config import save_yaml
 from ..run.files import config_file, log_file
+from ..run.renamed import renamed_keys
 
 
-class RunLog:
+class MetricsLog:
     """The log of the run in ``out``, from ``step`` on (a resume drops the records after its
     checkpoint). Only process 0 writes (``enabled``); elsewhere every call does nothing."""
 
@@ -56,8 +57,8 @@ def read_records(run_dir: str, kind: Optional[str] = None) -> List[dict]:
     if not os.path.exists(path):
         return []
     with open(path) as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
+        records = [renamed_keys(json.loads(line), path) for line in fh if line.strip()]
     return [r for r in records if kind is None or r["kind"] == kind]
 
 
-__all__ = ["RunLog", "read_records"]
+__all__ = ["MetricsLog", "read_records"]

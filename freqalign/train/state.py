@@ -1,5 +1,5 @@
-"""A run in two records: ``Run``, what it is (config, plan, files, process; fixed), and
-``RunState``, where it is (the step, the discriminator's window position, the running losses,
+"""A run in two records: ``RunSetup``, what it is (config, plan, files, process; fixed), and
+``RunState``, where it is (the step, the discriminator's window position, the loss sums,
 the search so far, the best criterion score, the RNG streams and the batch streams).
 ``snapshot`` (with the ``Learner``'s model and optimiser) is a checkpoint; ``restore`` and
 ``continue_from`` put one back.
@@ -19,7 +19,8 @@ import torch
 
 from ..method.search import SearchState
 from ..run import checkpoint
-from ..run.files import RunFiles
+from ..run.files import CheckpointFiles
+from ..run.renamed import CHECKPOINT_KEYS, renamed_keys
 from . import distributed
 from .batches import BatchStream
 from .plan import Plan
@@ -27,12 +28,12 @@ from .step import Learner
 
 
 @dataclass(frozen=True)
-class Run:
+class RunSetup:
     """What a run is, fixed from start to end: its config and plan, its files, and this
     process's rank among ``world`` processes and its device."""
     cfg: Any
     plan: Plan
-    files: RunFiles
+    files: CheckpointFiles
     rank: int = 0
     world: int = 1
     device: torch.device = torch.device("cpu")
@@ -44,7 +45,7 @@ class Run:
 
 
 @dataclass
-class Running:
+class LossSums:
     """Loss sums since the last log record (the domain ones over adversarial steps only)."""
     quality: float = 0.0
     domain: float = 0.0
@@ -71,13 +72,13 @@ class RunState:
     step: int = 0
     window: Optional[int] = None             # the discriminator's position (None: GAP)
     best_score: float = -math.inf            # of cfg.best_criterion, for checkpoints/best.pt
-    running: Running = field(default_factory=Running)
+    loss_sums: LossSums = field(default_factory=LossSums)
     skipped: int = 0                         # steps dropped for a non-finite value (on_nonfinite=skip)
     in_a_row: int = 0                        # of them, the last ones in a row
     saved: Optional[int] = None              # the step of checkpoints/last.pt (None: none yet)
 
 
-def new_state(run: Run, data: dict) -> RunState:
+def new_state(run: RunSetup, data: dict) -> RunState:
     """A run's state at step 0: fresh RNG streams and batch streams over the training splits."""
     cfg, rank, world = run.cfg, run.rank, run.world
     per_rank, seed = cfg.batch_size // world, cfg.seed
@@ -91,7 +92,7 @@ def new_state(run: Run, data: dict) -> RunState:
     return RunState(search, generators, streams)
 
 
-def snapshot(run: Run, state: RunState, learner: Learner) -> dict:
+def snapshot(run: RunSetup, state: RunState, learner: Learner) -> dict:
     """Everything a bit-exact continuation needs, with every process's RNG states (a
     collective: every rank calls it)."""
     return {"model": learner.model.state_dict(), "optimizer": learner.opt.state_dict(),
@@ -100,11 +101,11 @@ def snapshot(run: Run, state: RunState, learner: Learner) -> dict:
             "streams": {k: s.consumed for k, s in state.streams.items()},
             "rng": distributed.gather(checkpoint.rng_state(state.generators)),
             "config": run.cfg.to_dict(), "stages_done": run.plan.stages_done(state.step),
-            "window": state.window, "running": asdict(state.running),
+            "window": state.window, "loss_sums": asdict(state.loss_sums),
             "nonfinite": [state.skipped, state.in_a_row], "feature_hw": learner.feature_hw}
 
 
-def save_snapshot(run: Run, state: RunState, learner: Learner, *paths: str,
+def save_snapshot(run: RunSetup, state: RunState, learner: Learner, *paths: str,
                   every_process: bool = False) -> None:
     """Write a snapshot to ``paths`` (by process 0, or with ``every_process`` by every process
     to its own files), then wait for all processes."""
@@ -115,7 +116,7 @@ def save_snapshot(run: Run, state: RunState, learner: Learner, *paths: str,
     distributed.barrier()
 
 
-def restore(run: Run, state: RunState, learner: Learner, ck: dict) -> None:
+def restore(run: RunSetup, state: RunState, learner: Learner, ck: dict) -> None:
     """Weights, optimiser moments, batch-stream positions and this process's RNGs from
     snapshot ``ck`` (a branch restart: the step, search and logs go on)."""
     learner.model.load_state_dict(ck["model"])
@@ -126,17 +127,21 @@ def restore(run: Run, state: RunState, learner: Learner, ck: dict) -> None:
                              state.generators)
 
 
-def continue_from(run: Run, state: RunState, learner: Learner, ck: dict, resume: bool) -> None:
+def continue_from(run: RunSetup, state: RunState, learner: Learner, ck: dict, resume: bool) -> None:
     """Continue a run from snapshot ``ck``: a fork takes the training state and the step; a
-    resume also the search, the best score and the running losses."""
+    resume also the search, the best score and the loss sums."""
     restore(run, state, learner, ck)
     state.step, state.window = ck["step"], ck["window"]
     if resume:
-        state.search.load_state_dict(ck["search"])
-        state.best_score, state.running = ck["best_score"], Running(**ck["running"])
+        where = "checkpoint"
+        ck = renamed_keys(ck, where, CHECKPOINT_KEYS)
+        entries = [renamed_keys(e, where) for e in ck["search"]["entries"]]
+        search = {**ck["search"], "entries": entries}
+        state.search.load_state_dict(search)
+        state.best_score, state.loss_sums = ck["best_score"], LossSums(**ck["loss_sums"])
         state.skipped, state.in_a_row = ck.get("nonfinite", (0, 0))  # none in older checkpoints
         state.saved = ck["step"]
 
 
-__all__ = ["Run", "Running", "RunState", "new_state", "snapshot", "save_snapshot", "restore",
+__all__ = ["RunSetup", "LossSums", "RunState", "new_state", "snapshot", "save_snapshot", "restore",
            "continue_from"]

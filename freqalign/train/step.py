@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from ..method.criteria import SOURCE, TARGET
 from ..method import stem_cache
 from ..method.model import build_model, check_grid
+from ..run.load import moving_grid
+from ..run.vocabulary import Loss, OnNonfinite
 from . import distributed
 from .batches import BatchStream, crop_batch
 from .plan import Batches
@@ -38,7 +40,7 @@ def make_learner(cfg, device, world: int = 1) -> Learner:
     and AdamW with one learning-rate group per part: backbone (``backbone_lr_scale``),
     regressor, discriminator (``disc_lr_scale``)."""
     model = build_model(cfg).to(device)
-    feature_hw = check_grid(model, cfg)
+    feature_hw = check_grid(model, cfg.image_size, moving_grid(cfg))
     model.from_stem = stem_cache.enabled(cfg)  # batches are then cached stem outputs
     opt = torch.optim.AdamW([
         {"params": [p for p in model.backbone.parameters() if p.requires_grad],
@@ -60,8 +62,8 @@ def next_batch(batches: Batches, streams: Dict[str, BatchStream], generator: tor
         images, y = next(streams["src"])
         images_t, _ = next(streams["tgt"])
         n_labelled, images = len(images), images + images_t
-    else:  # supervised: source labels, or target labels for the oracle (the ceiling)
-        images, y = next(streams["src" if batches is Batches.SOURCE else "tgt"])
+    else:  # supervised: source labels, or target labels for the target-oracle (the ceiling)
+        images, y = next(streams["src" if batches is Batches.SOURCE_LABELS else "tgt"])
         n_labelled = len(images)
     x = stem_cache.pick_views(images, generator) if from_stem else \
         crop_batch(images, cfg.image_size, generator, cfg.hflip, cfg.rot90)
@@ -79,7 +81,7 @@ class Losses(NamedTuple):
 
 
 def quality_loss(cfg, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(pred, y) if cfg.loss == "mse" else F.l1_loss(pred, y)
+    return F.mse_loss(pred, y) if cfg.loss == Loss.MSE else F.l1_loss(pred, y)
 
 
 def losses(net, x: torch.Tensor, y: torch.Tensor, n_labelled: int, adversarial: bool, cfg,
@@ -135,7 +137,7 @@ def take_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, n_labelled: in
     (the BatchNorm statistics its forward pass moved) when the run goes on
     (``on_nonfinite=skip``)."""
     kept = [b.detach().clone() for b in learner.model.buffers()] \
-        if cfg.on_nonfinite == "skip" else []
+        if cfg.on_nonfinite == OnNonfinite.SKIP else []
     step_losses = losses(learner.net, x, y, n_labelled, adversarial, cfg, lam)
     bad = update(learner.opt, step_losses)
     if bad and kept:

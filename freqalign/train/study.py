@@ -19,16 +19,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..metrics import srcc
-from ..method.criteria import LABEL_FREE
+from ..method.criteria import LABEL_FREE, Criterion
 from ..run import checkpoint
 from ..run.config import Config, apply, config_from_dict
 from ..run.files import stage_checkpoint
+from ..run.vocabulary import Method, SearchMode
 from .evaluate import final_criteria, finished
 from .loop import train
 from .paired import t_interval
 from .plan import WARMUP, Plan
 
-REFERENCES = ("dann", "source-only")  # GAP, and no adaptation: from the same warm-up
+REFERENCES = (Method.DANN, Method.SOURCE_ONLY)  # GAP, and no adaptation: from the same warm-up
 # config fields that do not change the state at the end of the source warm-up
 AFTER_WARMUP = {"method", "search_mode", "search_stride", "search_start", "search_end",
                 "steps_per_position", "criterion", "finetune_from", "finetune_steps", "jitter",
@@ -40,7 +41,7 @@ AFTER_WARMUP = {"method", "search_mode", "search_stride", "search_start", "searc
 def shared_warmup(cfg: Config, warmups: str, seed: int) -> str:
     """The source warm-up checkpoint of seed ``seed`` in a ``freqalign compare`` folder, after
     checking that it was trained with the same config up to the end of the warm-up."""
-    path = stage_checkpoint(os.path.join(warmups, f"seed{seed}", "freqalign"), WARMUP)
+    path = stage_checkpoint(os.path.join(warmups, f"seed{seed}", Method.FREQALIGN), WARMUP)
     saved = config_from_dict(checkpoint.load(path)["config"]).to_dict()  # new fields: defaults
     differ = sorted(k for k, v in cfg.to_dict().items()
                     if k not in AFTER_WARMUP and saved.get(k) != v)
@@ -62,14 +63,15 @@ def study(cfg: Config, out: str, seeds: int = 3, first_seed: int = 0, stride: in
     rows = []
     for seed in range(first_seed, first_seed + seeds):
         base = apply(Config(**cfg.to_dict()),
-                     {"seed": seed, "method": "freqalign", "search_mode": "branch",
-                      "search_stride": stride, "finetune_steps": 0, "criterion": "dev"}, "study")
+                     {"seed": seed, "method": Method.FREQALIGN, "search_mode": SearchMode.BRANCH,
+                      "search_stride": stride, "finetune_steps": 0, "criterion": Criterion.DEV},
+                     "study")
         fa_dir = os.path.join(out, f"seed{seed}", "windows")
         warm = shared_warmup(base, warmups, seed) if warmups else ""
         fa = finished(base, fa_dir) or train(base, fa_dir, fork_from=warm,
                                              keep_stage_checkpoints=True)
         row = {"seed": seed, "windows": [
-            {"position": e["position"], "target_srcc": e["oracle_target_srcc"],
+            {"position": e["position"], "target_srcc": e["target_test_srcc"],
              "target_all_srcc": e["scores"]["target_all_srcc"],
              **{k: e["scores"][k] for k in (*LABEL_FREE, "domain_accuracy")}}
             for e in fa["search"]]}
@@ -102,7 +104,7 @@ def summarize(rows: list, cfg: Config, stride: int) -> dict:
     positions = [w["position"] for w in rows[0]["windows"]]
     keys = ("target_srcc", "target_all_srcc", *LABEL_FREE, "domain_accuracy")
     table = {k: np.array([[w[k] for w in r["windows"]] for r in rows]) for k in keys}  # seed x pos
-    gap = np.array([r["dann"]["target_all_srcc"] for r in rows])
+    gap = np.array([r[Method.DANN]["target_all_srcc"] for r in rows])
     curve = [{"position": p, **{k: t_interval(table[k][:, i]) for k in keys},
               "vs_gap": t_interval(table["target_all_srcc"][:, i] - gap)}
              for i, p in enumerate(positions)]
@@ -195,9 +197,9 @@ def plot(report: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(pos, mean, "o-", label="window (mean over seeds)")
     ax.fill_between(pos, low, high, alpha=0.25, label="95% t interval")
-    for m, style in (("dann", "--"), ("source-only", ":")):
+    for m, style in ((Method.DANN, "--"), (Method.SOURCE_ONLY, ":")):
         ax.axhline(report["references"][m]["target_all_srcc"]["mean"], ls=style, color="k",
-                   label=f"{'GAP (dann)' if m == 'dann' else m}")
+                   label=f"{'GAP (dann)' if m == Method.DANN else m}")
     for (c, d), marker in zip(report["criteria"].items(), ("v", "^", "s")):
         ax.plot([d["pick"]], [d["pick_target_srcc"]], marker, ms=10, label=f"{c} pick")
     ax.set_xlabel("window position (zigzag)")
