@@ -24,4 +24,4 @@ test-fast: install
 	FREQALIGN_REQUIRE_EXT=1 $(PYTHON) -m pytest -q -m "not slow"
 
 bench-cpu: install
-	$(PYTHON) benchmarks/report_cpu.py --out benchmarks/results/kernels
+	$(PYTHON) -m benchmarks.kernels.report_cpu --out benchmarks/results/kernels

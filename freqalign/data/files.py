@@ -63,7 +63,7 @@ def read_rgb(path: str, max_short_side: Optional[int] = None,
     scales that still leaves the image at least as large as the bounds ask for (what
     ``fit_size`` then shrinks it to): a 1024x768 KonIQ photo read for ``max_side=512`` is
     decoded straight to 512x384, 2.4x faster than a full decode and a bicubic resize
-    (``benchmarks/loader_throughput.py``). Other formats decode in full.
+    (``benchmarks/data/loader_throughput.py``). Other formats decode in full.
     """
     with Image.open(path) as img:
         scale = 1.0
