@@ -1,6 +1,6 @@
 # The two set-up commands of the README: `make demo` (the main job) and `make test`
 # (`make test-fast` is the quick loop: every test not marked slow).
-# All three install what they need first; the compiled extension is rebuilt only when csrc/ changes.
+# Every target installs what it needs first; the compiled extension is rebuilt only when csrc/ changes.
 PYTHON ?= python
 PIP := $(PYTHON) -m pip
 EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/* csrc/cuda/*)
@@ -24,4 +24,4 @@ test-fast: install
 	FREQALIGN_REQUIRE_EXT=1 $(PYTHON) -m pytest -q -m "not slow"
 
 bench-cpu: install
-	$(PYTHON) benchmarks/report_cpu.py --out benchmarks/results/kernels
+	$(PYTHON) -m benchmarks.kernels.report_cpu --out benchmarks/results/kernels

@@ -117,14 +117,19 @@ def zigzag(grid: int = 7) -> Tuple[Freq, ...]:
     return tuple(order)
 
 
+def last_position(grid: int, size: int) -> int:
+    """The last zigzag position at which a window of ``size`` frequencies fits on the grid."""
+    return grid * grid - size
+
+
 def window(position: int, size: int, grid: int = 7) -> Tuple[Freq, ...]:
     """Grid frequencies at zigzag positions ``position .. position + size - 1``."""
-    total = grid * grid
+    total, last = grid * grid, last_position(grid, size)
     if not 1 <= size <= total:
         raise ValueError(f"window size must be in 1..{total} for a {grid}x{grid} grid, got {size}")
-    if not 0 <= position <= total - size:
+    if not 0 <= position <= last:
         raise ValueError(
-            f"window position must be in 0..{total - size} for size {size} on a {grid}x{grid} grid, "
+            f"window position must be in 0..{last} for size {size} on a {grid}x{grid} grid, "
             f"got {position}")
     return zigzag(grid)[position:position + size]
 

@@ -1,5 +1,5 @@
 """MultiSpectralAttention and add_attention against an independent eager restatement of FcaNet's
-layer (tests/fcanet_reference.py), in float64.
+layer (benchmarks/lib/fcanet_reference.py), in float64.
 
 Tolerances are first-order worst-case rounding bounds (``attention_bounds``), never fitted.
 """
@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from fcanet_reference import FCANET_STAGE_SIZES, TABLES, from_attention, table
+from benchmarks.lib.fcanet_reference import FCANET_STAGE_SIZES, TABLES, from_attention, table
 from freqalign import MultiSpectralAttention, add_attention, grid_to_index
 from freqalign.nn import UnsupportedModelError, fcanet_frequencies
 from freqalign.surgery import AttentionBasicBlock, AttentionBottleneck

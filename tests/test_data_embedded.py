@@ -4,11 +4,12 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from freqalign.data import (TensorIQADataset, center_crop, compose, load_embedded,
-                            open_dataset, random_crop, random_hflip, split_by_group)
+from freqalign.data import (TensorIQADataset, center_crop, load_embedded, open_dataset,
+                            split_by_group)
 from freqalign.data import embedded
 from freqalign.data import fr_score
 from freqalign.data.fr_score import ms_ssim_color
+from transforms import compose, random_crop, random_hflip
 
 TINY = dict(size=32, n_per_domain=100, progress=False)
 

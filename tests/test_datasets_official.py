@@ -13,9 +13,10 @@ import scipy.stats
 import torch
 from PIL import Image
 
-from freqalign.data import open_dataset, random_crop, split_by_group
+from freqalign.data import open_dataset, split_by_group
 from freqalign.data.files import BadImageError, DatasetLayoutError
 from freqalign.data.file_scores import expand_paths, format_table, save_scores, score_images
+from transforms import random_crop
 
 
 # ---------------------------------------------------------------- builders

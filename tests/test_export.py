@@ -18,7 +18,7 @@ import torchvision
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import freqalign
-from fcanet_reference import filter_bank, from_attention
+from benchmarks.lib.fcanet_reference import filter_bank, from_attention
 from freqalign import FreqPool, MultiSpectralAttention, add_attention, grid_to_index, replace_gap
 from freqalign.nn import fcanet_frequencies
 from numerics import UNIT_ROUNDOFF, gamma, randn

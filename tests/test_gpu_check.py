@@ -18,10 +18,10 @@ import sys
 
 import pytest
 
+from benchmarks.gpu import gpu_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu", "gpu_check.sh")
-sys.path.insert(0, os.path.join(ROOT, "benchmarks", "gpu"))
-import gpu_report  # noqa: E402
 
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 

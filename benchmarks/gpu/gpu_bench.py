@@ -200,7 +200,8 @@ def run(args, save=None) -> dict:
     rows = []
     result = dict(device=device_name(device), copy_gbps=copy_bps / 1e9, copy_buffer_bytes=copy_bytes, rows=rows,
                   skipped_for_budget=0, interrupted=False, backends=freqalign.backends(), seconds=0.0,
-                  versions=versions(), command=" ".join(sys.argv), dry_run=args.dry_run)
+                  versions=versions(), dry_run=args.dry_run,
+                  command=" ".join(["python -m benchmarks.gpu.gpu_bench", *sys.argv[1:]]))
     cases = plan_cases(args.dtypes, not args.no_large, args.dry_run)
     try:
         bar = tqdm(cases, desc="gpu_bench", file=sys.stdout, disable=not sys.stdout.isatty())

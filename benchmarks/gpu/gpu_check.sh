@@ -133,7 +133,7 @@ run_section() {  # NAME LIMIT CMD...: CMD under a SIGINT timeout, its output in 
 snapshot() {  # the report and the log archive on $OUT, as of now
   local dry_flag=()
   if (( DRY )); then dry_flag=(--dry-run); fi
-  "$PY" benchmarks/gpu/gpu_report.py --work "$WORK" --out "$OUT" --budget "$TOTAL" --elapsed "$(elapsed)" \
+  "$PY" -m benchmarks.gpu.gpu_report --work "$WORK" --out "$OUT" --budget "$TOTAL" --elapsed "$(elapsed)" \
     "${dry_flag[@]}" >> "$LOGS/report.log" 2>&1 || log "report: failed (see logs/report.log)"
   tar -czf "$OUT/.logs.tar.gz.tmp" -C "$WORK" logs sections.jsonl bench 2> /dev/null \
     && mv -f "$OUT/.logs.tar.gz.tmp" "$OUT/logs.tar.gz"
@@ -206,7 +206,7 @@ else
   PIDS[tests_torch]=$!
 fi
 if (( DRY )); then  # the same CLI on the CPU, on a tiny CSV dataset and a few steps
-  "$PY" -c "import sys; sys.path.insert(0, 'tests'); from tiny_run import make_tiny_data; make_tiny_data('$WORK/tiny')" \
+  "$PY" -c "from benchmarks.lib.tiny_data import make_tiny_data; make_tiny_data('$WORK/tiny')" \
     > "$LOGS/smoke_data.log" 2>&1
   run_section smoke "$(min 60 $((TESTS_DEADLINE - $(elapsed))))" "$PY" -m freqalign train --preset smoke \
     --device cpu --seed 0 --out "$WORK/smoke_run" "source=csv:$WORK/tiny/source/labels.csv" \
@@ -270,7 +270,7 @@ else
   skip tests_cuda "the build failed"
 fi
 if (( DRY )); then
-  run_section sanitize_memcheck 60 "$PY" benchmarks/gpu/gpu_sanitize.py --dry-run --out "$LOGS/sanitize_memcheck.json" &
+  run_section sanitize_memcheck 60 "$PY" -m benchmarks.gpu.gpu_sanitize --dry-run --out "$LOGS/sanitize_memcheck.json" &
   PIDS[sanitize]=$!
   skip sanitize_racecheck "dry run"
 elif (( ! BUILD_OK )); then
@@ -286,9 +286,9 @@ else
   (
     span=$(( (TESTS_DEADLINE - $(elapsed)) / 2 ))
     run_section sanitize_memcheck "$(min 100 "$span")" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${SAN[@]}" \
-      --tool memcheck "$PY" benchmarks/gpu/gpu_sanitize.py --backend cuda --out "$LOGS/sanitize_memcheck.json"
+      --tool memcheck "$PY" -m benchmarks.gpu.gpu_sanitize --backend cuda --out "$LOGS/sanitize_memcheck.json"
     run_section sanitize_racecheck "$(min 100 $((TESTS_DEADLINE - $(elapsed))))" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
-      "${SAN[@]}" --tool racecheck "$PY" benchmarks/gpu/gpu_sanitize.py --backend cuda --out "$LOGS/sanitize_racecheck.json"
+      "${SAN[@]}" --tool racecheck "$PY" -m benchmarks.gpu.gpu_sanitize --backend cuda --out "$LOGS/sanitize_racecheck.json"
   ) &
   PIDS[sanitize]=$!
 fi
@@ -302,10 +302,10 @@ done
 
 # -- phase 3: the paper configuration's steps, then the kernel benchmark -----------------------
 if (( DRY )); then
-  run_section train 60 "$PY" benchmarks/gpu/gpu_train_check.py --dry-run --backends triton --out "$LOGS/train.json"
+  run_section train 60 "$PY" -m benchmarks.gpu.gpu_train_check --dry-run --backends triton --out "$LOGS/train.json"
 else
   limit=$(min 90 $(( $(left) - 110 )))
-  run_section train "$limit" "$PY" benchmarks/gpu/gpu_train_check.py --budget-s $(( limit > 35 ? limit - 25 : 10 )) \
+  run_section train "$limit" "$PY" -m benchmarks.gpu.gpu_train_check --budget-s $(( limit > 35 ? limit - 25 : 10 )) \
     --out "$LOGS/train.json"
 fi
 snapshot
@@ -313,21 +313,21 @@ snapshot
 # layers only (compiling four ResNet-50s would take minutes); then the fused FcaNet layer against SE
 # and the copy-bandwidth floor at the four stage shapes (issue 18)
 if (( DRY )); then
-  run_section model 60 "$PY" benchmarks/model_bench.py --device cpu --batch 1 --size 224 --reps 1 \
+  run_section model 60 "$PY" -m benchmarks.models.model_bench --device cpu --batch 1 --size 224 --reps 1 \
     --warmup 1 --no-compile --no-peak --out "$WORK/bench/model_bench.md"
-  run_section attention 60 "$PY" benchmarks/attention_bench.py --device cpu --batch 1 --reps 1 --no-compile \
+  run_section attention 60 "$PY" -m benchmarks.kernels.attention_bench --device cpu --batch 1 --reps 1 --no-compile \
     --out "$WORK/bench/attention_bench.md"
 else
-  run_section model "$(min 30 $(( $(left) - 80 )))" "$PY" benchmarks/model_bench.py --device cuda \
+  run_section model "$(min 30 $(( $(left) - 80 )))" "$PY" -m benchmarks.models.model_bench --device cuda \
     --batch 128 --reps 5 --no-compile --out "$WORK/bench/model_bench.md"
-  run_section attention "$(min 15 $(( $(left) - 65 )))" "$PY" benchmarks/attention_bench.py --device cuda \
+  run_section attention "$(min 15 $(( $(left) - 65 )))" "$PY" -m benchmarks.kernels.attention_bench --device cuda \
     --batch 128 --reps 9 --no-compile --out "$WORK/bench/attention_bench.md"
 fi
 snapshot
 if (( DRY )); then
-  run_section bench 60 "$PY" benchmarks/gpu/gpu_bench.py --out "$WORK/bench" --dry-run --budget-s 20
+  run_section bench 60 "$PY" -m benchmarks.gpu.gpu_bench --out "$WORK/bench" --dry-run --budget-s 20
 else
   limit=$(( $(left) - 12 ))
-  run_section bench "$limit" "$PY" benchmarks/gpu/gpu_bench.py --out "$WORK/bench" --budget-s $(( limit > 30 ? limit - 15 : 10 ))
+  run_section bench "$limit" "$PY" -m benchmarks.gpu.gpu_bench --out "$WORK/bench" --budget-s $(( limit > 30 ? limit - 15 : 10 ))
 fi
 finalize

@@ -8,8 +8,8 @@ the fused attention ``ms_attention``, forward and backward) once per case at sma
 ``torch`` backend in float64, loosely (the dtype's rounding, times a margin): the point is
 that the sanitizer watches every access, and that nothing returns garbage.
 
-    compute-sanitizer --tool memcheck python3 benchmarks/gpu/gpu_sanitize.py --backend cuda --out m.json
-    python benchmarks/gpu/gpu_sanitize.py --dry-run --out d.json     # CPU, the cpu backend: checks the driver
+    compute-sanitizer --tool memcheck python3 -m benchmarks.gpu.gpu_sanitize --backend cuda --out m.json
+    python -m benchmarks.gpu.gpu_sanitize --dry-run --out d.json     # CPU, the cpu backend: checks the driver
 
 Run it with ``PYTORCH_NO_CUDA_MEMORY_CACHING=1`` (gpu_check.sh does) so that every tensor is its
 own allocation and memcheck sees accesses past its end. Exit status 1 when an output is wrong.

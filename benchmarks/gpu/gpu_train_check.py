@@ -14,8 +14,8 @@ everything the autograd engine runs for its backward, matched by name, outermost
 the GPU time of all kernels in the step. One more row runs the first backend under bf16
 autocast (what mixed-precision training would see; not the trainer's default).
 
-    python3 benchmarks/gpu/gpu_train_check.py --out train.json
-    python3 benchmarks/gpu/gpu_train_check.py --dry-run --out train.json   # CPU, tiny: checks the script
+    python3 -m benchmarks.gpu.gpu_train_check --out train.json
+    python3 -m benchmarks.gpu.gpu_train_check --dry-run --out train.json   # CPU, tiny: checks the script
 """
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Shared code of the benchmark scripts: the providers and the CPU report's rendering."""
+"""Shared code of the benchmarks (and of the tests): the kernel providers, the CPU report's
+rendering, the eager FcaNet restatement and the tiny CSV dataset."""

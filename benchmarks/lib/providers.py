@@ -5,14 +5,13 @@ formulations, ``torch.compile``, external libraries and memory floors. A provide
 does all set-up (filter buffers, compilation, the forward pass of a backward benchmark)
 outside the timed region and returns a zero-argument callable that runs the op once; it
 raises :class:`Unavailable` with a reason when it cannot run here (e.g. the C++ extension is
-not built). Shared by ``test_bench_cpu.py`` (pytest-benchmark) and ``report_cpu.py``.
+not built). Shared by ``kernels/test_bench_cpu.py`` (pytest-benchmark) and
+``kernels/report_cpu.py``.
 """
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, Tuple
 
 import scipy.fft
@@ -21,8 +20,7 @@ import torch
 import freqalign
 from freqalign.basis import dct_matrix, pool_filters
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from fcanet_reference import from_attention  # noqa: E402 - FcaNet's formulation, as the tests state it
+from .fcanet_reference import from_attention  # FcaNet's formulation, as the tests state it
 
 SHAPES: Tuple[Tuple[int, int, int, int], ...] = (
     (32, 2048, 7, 7), (32, 2048, 14, 14), (16, 1024, 32, 32), (8, 256, 56, 56))

@@ -5,7 +5,7 @@ Every dataset yields ``(image, score)``: ``image`` a float32 tensor (3, h, w) in
 Each dataset also exposes ``scores`` (float64, (N,)) and ``groups`` ((N,), the content or
 reference id) so that splits can be made disjoint by content without loading any image.
 """
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -82,27 +82,6 @@ def _crop_error(image: torch.Tensor, hw) -> ValueError:
     return ValueError(f"crop size {hw} is larger than the image {tuple(image.shape[-2:])}")
 
 
-def random_crop(size, hflip: bool = False) -> Transform:
-    """A random ``size`` crop (and, with ``hflip``, a random horizontal flip, p = 0.5).
-
-    Randomness comes from torch's global generator, which DataLoader seeds per worker.
-    """
-    h, w = _check_size(size)
-
-    def crop(image: torch.Tensor) -> torch.Tensor:
-        H, W = image.shape[-2:]
-        if h > H or w > W:
-            raise _crop_error(image, (h, w))
-        top = int(torch.randint(0, H - h + 1, ()))
-        left = int(torch.randint(0, W - w + 1, ()))
-        out = image[..., top:top + h, left:left + w]
-        if hflip and bool(torch.rand(()) < 0.5):
-            out = out.flip(-1)
-        return out
-
-    return crop
-
-
 def center_crop(size) -> Transform:
     """The central ``size`` crop (deterministic; for evaluation)."""
     h, w = _check_size(size)
@@ -115,24 +94,3 @@ def center_crop(size) -> Transform:
         return image[..., top:top + h, left:left + w]
 
     return crop
-
-
-def random_hflip(p: float = 0.5) -> Transform:
-    """Flip horizontally with probability ``p`` (torch's global generator)."""
-
-    def flip(image: torch.Tensor) -> torch.Tensor:
-        return image.flip(-1) if bool(torch.rand(()) < p) else image
-
-    return flip
-
-
-def compose(transforms: Sequence[Transform]) -> Transform:
-    """Apply ``transforms`` in order."""
-    transforms = list(transforms)
-
-    def apply(image: torch.Tensor) -> torch.Tensor:
-        for t in transforms:
-            image = t(image)
-        return image
-
-    return apply

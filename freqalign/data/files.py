@@ -63,7 +63,7 @@ def read_rgb(path: str, max_short_side: Optional[int] = None,
     scales that still leaves the image at least as large as the bounds ask for (what
     ``fit_size`` then shrinks it to): a 1024x768 KonIQ photo read for ``max_side=512`` is
     decoded straight to 512x384, 2.4x faster than a full decode and a bicubic resize
-    (``benchmarks/loader_throughput.py``). Other formats decode in full.
+    (``benchmarks/data/loader_throughput.py``). Other formats decode in full.
     """
     with Image.open(path) as img:
         scale = 1.0
@@ -126,7 +126,7 @@ class ImageFileDataset(IQADataset):
     ``max_short_side`` (pixels), when given, shrinks larger images so that their shorter side
     is that long (SPAQ's phone photos); with ``image_size`` an image whose shorter side is
     below ``image_size`` is enlarged to it, and the transform is ``center_crop(image_size)``
-    (set ``transform`` to ``random_crop(image_size)`` for training, or call ``whole_images``
+    (set ``transform`` to a random crop for training, or call ``whole_images``
     when the training loop crops the images itself).
     ``layout`` is the short text shown in every error. Extra per-row metadata can be kept in
     ``info`` (a dict of (N,) arrays), and a dataset's own split in ``official_split``

@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass, three presets, YAML files and ``key=value`` overrides.
+"""Training configuration: one dataclass, four presets, YAML files and ``key=value`` overrides.
 
 Every choice the FreqAlign paper leaves open is a field here with a documented default; the
 comments say which ones are ours.
@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from ..basis import last_position
 from ..errors import ConfigError
 from ..method.criteria import CRITERIA, LABEL_FREE
 from ..method.model import BACKBONES
@@ -158,7 +159,7 @@ class Config:
                 "(each position adapts that many steps); search_mode=probe needs none")
         if not 1 <= self.window_size <= self.grid ** 2:
             bad("window_size", f"must be in 1..{self.grid ** 2} for grid={self.grid}")
-        last = self.grid ** 2 - self.window_size
+        last = last_position(self.grid, self.window_size)
         if not 0 <= self.search_start <= last:
             bad("search_start", f"must be in 0..{last}")
         if self.search_end != -1 and not self.search_start <= self.search_end <= last:

@@ -30,6 +30,8 @@ import numpy as np
 
 from ..data.domains import load_data
 from ..errors import ConfigError
+from ..method.features import FeatureRidge, dataset_statistics
+from ..metrics import all_metrics
 from ..run.config import Config, apply
 from ..run.vocabulary import Method
 from .evaluate import finished
@@ -137,9 +139,6 @@ def bootstrap(out: str, seeds: list, a: str, b: str) -> dict:
 def features_baseline(cfg: Config) -> dict:
     """The hand-crafted-features ridge on the same splits: fit on the source training split
     (and, as its own ceiling, on the target training split); deterministic."""
-    from ..metrics import all_metrics
-    from ..method.features import FeatureRidge, dataset_statistics
-
     data, _ = load_data(cfg)
     stats = {k: dataset_statistics(data[k], progress=cfg.progress)
              for k in ("src_train", "src_val", "tgt_train", "tgt_test")}

@@ -18,6 +18,7 @@ from typing import Optional
 
 from tqdm.auto import tqdm
 
+from ..basis import last_position
 from ..data.domains import load_data
 from ..errors import FreqAlignError, TrainingError
 from ..method import stem_cache
@@ -182,7 +183,7 @@ def place_window(run: RunSetup, state: RunState, learner: Learner, evaluator: Ev
         if t_in == 0 and cfg.finetune_from == FinetuneFrom.SELECTED and \
                 os.path.isfile(files.search_best):
             restore(run, state, learner, checkpoint.load(files.search_best))
-        last = cfg.grid ** 2 - cfg.window_size
+        last = last_position(cfg.grid, cfg.window_size)
         return jitter(state.search.selected(), cfg.jitter, last, state.generators["jitter"])
     return None
 

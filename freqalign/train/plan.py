@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import List, Optional, Tuple
 
+from ..basis import last_position
 from ..errors import ConfigError
 from ..method.model import dann_lambda
 from ..run.files import stage_checkpoint
@@ -63,7 +64,7 @@ class Plan:
     def __init__(self, cfg):
         self.cfg = cfg
         self.method, self.mode = Method(cfg.method), SearchMode(cfg.search_mode)
-        end = cfg.grid ** 2 - cfg.window_size if cfg.search_end == -1 else cfg.search_end
+        end = last_position(cfg.grid, cfg.window_size) if cfg.search_end == -1 else cfg.search_end
         self.positions: List[int] = list(range(cfg.search_start, end + 1, cfg.search_stride))
         self.stages: List[Stage] = self._stages()
         self.total = sum(stage.steps for stage in self.stages)

@@ -2,7 +2,7 @@
 steps in each final model's history (``Plan.lineage_step``), mean and 95% t interval over seeds.
 
     freqalign compare --preset demo --seeds 3 --first-seed 30 --out runs/curve eval_every=40
-    python benchmarks/learning/curves.py runs/curve --out benchmarks/results/method/learning_curve
+    python -m benchmarks.method.curves runs/curve --out benchmarks/results/method/learning_curve
 
 Points are the runs' ``eval`` records: ``target_test_srcc`` (the whole target test split
 since issue 23, before it a sample of at most ``criterion_max_samples``: analysis only) and

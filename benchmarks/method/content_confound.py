@@ -7,7 +7,7 @@ head map) of every image of both domains; the cross-validated domain classifier 
 (c) grayscale scenes only; and, with (a)'s classifier, the share of each target scene's
 images it calls "target".
 
-    python benchmarks/learning/content_confound.py [--out FILE.json]
+    python -m benchmarks.method.content_confound [--out FILE.json]
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 KonIQ-like 1024x768 JPEGs generated at their real sizes, against what a ResNet-50 training step
 consumes at the paper preset.
 
-    python benchmarks/loader_throughput.py --out benchmarks/results/kernels/loader_throughput.md
+    python -m benchmarks.data.loader_throughput \
+        --out benchmarks/results/kernels/loader_throughput.md
 
 Measured, in one run (medians over ``--rounds`` passes, one torch thread):
 - **per worker**: one image read as a DataLoader worker reads it (decode, ``data_size`` fit,
@@ -22,21 +23,18 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # benchmark this checkout, wherever the script is run from
-sys.path.insert(0, str(REPO / "tests"))
+import torch
 
-import torch  # noqa: E402
+from freqalign.data.files import fit_size, pil_to_tensor, read_rgb
+from freqalign.data.domains import open_images
+from freqalign.train.batches import BatchStream, crop_batch
+from freqalign.train.config import make_config
 
-from freqalign.data.files import fit_size, pil_to_tensor, read_rgb  # noqa: E402
-from freqalign.data.domains import open_images  # noqa: E402
-from freqalign.train.batches import BatchStream, crop_batch  # noqa: E402
-from freqalign.train.config import make_config  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 CONFIG = "configs/kadid10k-to-koniq10k.yaml"  # the paper setting: data_size 512, crops 224
 GPU_RATE = 1900.0
@@ -151,7 +149,7 @@ def main() -> None:
                   [f"{r:.0f}" for r in pipeline[name]], flush=True)
     lines = [
         "# Training-loader throughput", "",
-        f"Command: `python benchmarks/loader_throughput.py --images {args.images} --rounds "
+        f"Command: `python -m benchmarks.data.loader_throughput --images {args.images} --rounds "
         f"{args.rounds} --workers {args.workers} --gpu-rate {args.gpu_rate:g} --cores "
         f"{args.cores}`", "",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, "

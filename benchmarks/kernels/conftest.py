@@ -1,16 +1,10 @@
-"""pytest set-up for the CPU benchmarks: this checkout on sys.path, inputs and float64
-references cached so each shape is built once per session."""
+"""pytest set-up for the CPU benchmarks: inputs and float64 references cached so each shape is
+built once per session."""
 import functools
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # benchmark this checkout even when freqalign is not installed
-
-from lib import providers as P  # noqa: E402
+from benchmarks.lib import providers as P
 
 
 @functools.lru_cache(maxsize=1)  # tests run shape by shape, so one input is live at a time

@@ -4,17 +4,14 @@ target labels (target-oracle), AdamW with the trainer's warm-up + cosine schedul
 one view per image; prints target-test and held-out source SRCC (splits as the trainer makes
 them). Method-agnostic rows only: this is how the embedded v7 data was chosen
 (benchmarks/results/method/benchmark.md); the reported rows come from ``freqalign compare``.
-Usage: ``python benchmarks/learning/calibrate_trained.py --data FILE --stem FILE [--bb 1.0]``.
+Usage: ``python -m benchmarks.method.calibrate_trained --data FILE --stem FILE [--bb 1.0]``.
 """
 import argparse
 import json
-import os
-import sys
 import time
 import numpy as np
 import torch
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from calibrate import splits
+from benchmarks.method.calibrate import splits
 from freqalign.method.efficientnet_lite import EfficientNetLite0Features
 from freqalign.method.model import FreqAlignNet
 from freqalign.metrics import srcc

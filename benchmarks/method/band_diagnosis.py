@@ -7,7 +7,7 @@
    band and of its magnitudes, the mean standardised per-dimension domain gap, and the share of
    band dimensions whose domain means have opposite signs (held-out images).
 
-    python benchmarks/learning/band_diagnosis.py --window 10 RUN_DIR [RUN_DIR ...]
+    python -m benchmarks.method.band_diagnosis --window 10 RUN_DIR [RUN_DIR ...]
 """
 from __future__ import annotations
 

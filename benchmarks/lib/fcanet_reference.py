@@ -1,6 +1,6 @@
 """An independent eager restatement of FcaNet's multi-spectral attention layer (Qin et al., ICCV
 2021), the reference for tests/test_attention.py and the "FcaNet eager" variant of
-benchmarks/model_bench.py.
+benchmarks/models/model_bench.py.
 
 It follows FcaNet's formulation, not freqalign's code: the frequency tables in FcaNet's
 published form (separate row / column index lists on its 7 x 7 grid, scaled by ``size // 7``

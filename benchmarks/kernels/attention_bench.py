@@ -8,7 +8,8 @@ Variants (same FC weights per shape):
 - ``fused-fcanet``: ``MultiSpectralAttention(C, freqs="top16")`` (the fused op);
 - ``fused-se``: ``MultiSpectralAttention(C, freqs=((0, 0),))``, SE up to a scale the first FC absorbs;
 - ``compiled-fused-fcanet``: ``torch.compile`` of the fused layer (the op is opaque to inductor);
-- ``compiled-fcanet``: ``torch.compile`` of FcaNet's formulation (``tests/fcanet_reference.py``);
+- ``compiled-fcanet``: ``torch.compile`` of FcaNet's formulation
+  (``benchmarks/lib/fcanet_reference.py``);
 - ``compiled-se``: ``torch.compile`` of ``x * sigmoid(fc(x.mean((2, 3))))``.
 
 Floors: bytes each op moves over the copy bandwidth measured on the same tensor. The forward
@@ -18,8 +19,8 @@ in-place ``copy_``); the backward reads grad and x, then grad again, and writes 
 clone plus two reads (one ``copy_``). Variants run interleaved rep by rep (shuffled); medians, and
 ratios as medians of per-rep ratios.
 
-    python benchmarks/attention_bench.py                 # CPU, batch 16
-    python benchmarks/attention_bench.py --device cuda   # GPU, batch 128
+    python -m benchmarks.kernels.attention_bench                 # CPU, batch 16
+    python -m benchmarks.kernels.attention_bench --device cuda   # GPU, batch 128
 """
 from __future__ import annotations
 
@@ -31,17 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from benchmarks.lib.fcanet_reference import from_attention
+from freqalign.basis import grid_to_index, pool_filters
+from freqalign.nn import MultiSpectralAttention
+from freqalign.ops.fused_attention import kernel_op
 
-from fcanet_reference import from_attention  # noqa: E402
-from freqalign.basis import grid_to_index, pool_filters  # noqa: E402
-from freqalign.nn import MultiSpectralAttention  # noqa: E402
-from freqalign.ops.fused_attention import kernel_op  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 STAGES = ((256, 56), (512, 28), (1024, 14), (2048, 7))  # (C, H = W) of FcaNet-ResNet-50 at 224
 
@@ -135,7 +134,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    lines = [f"Command: `python benchmarks/attention_bench.py {' '.join(sys.argv[1:] if argv is None else argv)}`; "
+    command = " ".join(["python -m benchmarks.kernels.attention_bench",
+                        *(sys.argv[1:] if argv is None else argv)])
+    lines = [f"Command: `{command}`; "
              f"{os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, torch {torch.__version__}; "
              f"batch {args.batch}, fp32, {'channels_last' if args.channels_last else 'NCHW'}, {args.reps} reps.", "",
              "| C x H x W | fused-fcanet ms | x fused-se | x compiled-fcanet | x compiled-se | "

@@ -11,7 +11,7 @@ the trainer makes them, and ridge regressions on them:
 - per target stage and per target photo: the source-fit GAP ridge's SRCC on each subset.
 
 The ridge penalty is chosen on the held-out source split (no target labels choose anything).
-Usage: ``python benchmarks/learning/calibrate.py --data FILE [--out FILE.json]``.
+Usage: ``python -m benchmarks.method.calibrate --data FILE [--out FILE.json]``.
 """
 import argparse
 import json

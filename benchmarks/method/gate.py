@@ -6,7 +6,7 @@ warm-ups, as ``freqalign compare`` runs them (no target-oracle: the gate does no
 Prints and appends to ``gate.md`` one row per configuration: the three gate quantities
 (means over seeds, label-free) and, for analysis only, the target SRCC.
 
-    python benchmarks/learning/gate.py --name baseline --out runs/gate/baseline key=value ...
+    python -m benchmarks.method.gate --name baseline --out runs/gate/baseline key=value ...
 """
 from __future__ import annotations
 

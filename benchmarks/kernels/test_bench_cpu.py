@@ -1,7 +1,7 @@
 """pytest-benchmark suite: every provider of every op at every shape, grouped by (op, shape).
 
-    pytest benchmarks --benchmark-only                      # time them (overrides --benchmark-skip)
-    pytest benchmarks -o addopts="" --benchmark-disable     # run each once: a quick correctness pass
+    python -m pytest benchmarks/kernels --benchmark-only   # time them (overrides --benchmark-skip)
+    python -m pytest benchmarks/kernels -o addopts="" --benchmark-disable   # run each once: a check
 
 The normal test run skips these (``--benchmark-skip`` in pyproject's addopts). Before timing,
 each provider's output is checked against a float64 reference, so a fast but wrong provider
@@ -9,8 +9,8 @@ fails instead of winning. For the ratio report use ``report_cpu.py``.
 """
 import pytest
 
-from lib import providers as P
-from lib.report_text import shape_key
+from benchmarks.lib import providers as P
+from benchmarks.lib.report_text import shape_key
 
 TOLERANCE = 1e-4  # max |out - ref| / max |ref| for fp32 providers
 

@@ -10,7 +10,7 @@ Variants (same seed, same convolution weights; FcaNet variants also share their 
   (``add_attention(freqs=((0, 0),))``: SE up to a scale the first FC absorbs), the same FC
   weights: the floor of FcaNet's cost (both read the block output to pool it and to scale it);
 - ``fcanet-eager``: FcaNet-ResNet-50 with FcaNet's own layer formulation (a (C, H, W) filter
-  buffer, ``(x * filters).sum((2, 3))``; ``tests/fcanet_reference.py``);
+  buffer, ``(x * filters).sum((2, 3))``; ``benchmarks/lib/fcanet_reference.py``);
 - ``fcanet-fused``: FcaNet-ResNet-50 from ``freqalign.nn.add_attention`` (fused ``freq_pool``);
 - ``compiled-*``: ``torch.compile`` of each (default mode).
 
@@ -27,9 +27,9 @@ tensor is mapped when allocated and unmapped when freed and the resident set fol
 memory (the timed process keeps glibc's defaults). Writes a markdown report (default
 ``benchmarks/results/kernels/model_bench.md``) with the command, machine and versions.
 
-    python benchmarks/model_bench.py                          # CPU: batch 16 at 224
-    python benchmarks/model_bench.py --device cuda            # GPU: batch 128 at 224
-    python benchmarks/model_bench.py --reps 3 --no-compile    # a quick look
+    python -m benchmarks.models.model_bench                          # CPU: batch 16 at 224
+    python -m benchmarks.models.model_bench --device cuda            # GPU: batch 128 at 224
+    python -m benchmarks.models.model_bench --reps 3 --no-compile    # a quick look
 """
 from __future__ import annotations
 
@@ -45,17 +45,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # benchmark this checkout, wherever the script is run from
-sys.path.insert(0, str(REPO / "tests"))  # the eager FcaNet restatement is the tests' reference
+import torch
+import torchvision
+from torch.nn import functional as F
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+import freqalign
+from benchmarks.lib.fcanet_reference import swap_in_eager
+from freqalign.nn import MultiSpectralAttention, add_attention
 
-import freqalign  # noqa: E402
-from fcanet_reference import swap_in_eager  # noqa: E402
-from freqalign.nn import MultiSpectralAttention, add_attention  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 MODELS = ("resnet50", "se-resnet50", "fcanet-eager", "fcanet-fused")
 ATTENTION_MODELS = ("se-resnet50", "fcanet-eager", "fcanet-fused")
@@ -155,8 +153,10 @@ def peaks_of(steps, device, argv):
     if device.type == "cuda":
         return {name: peak_memory(fn, device) for name, fn in steps.items()}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    command = [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv), "--peak-only"]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    command = [sys.executable, "-m", "benchmarks.models.model_bench",
+               *(sys.argv[1:] if argv is None else argv), "--peak-only"]
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                         check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -214,7 +214,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    command = " ".join(["python benchmarks/model_bench.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m benchmarks.models.model_bench",
+                        *(sys.argv[1:] if argv is None else argv)])
     print(f"model_bench: {args.device}, batch {args.batch} at {args.size}, {args.reps} reps", flush=True)
 
     models = build_models(device, args.seed)

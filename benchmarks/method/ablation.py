@@ -6,8 +6,8 @@ the source training split (or, with ``--domain target``, on the target training 
 oracle) and prints held-out SRCC every ``--eval-every`` steps, then per distortion kind and
 per content group. The same splits as ``freqalign train`` (``data_seed`` 0).
 
-    python benchmarks/learning/ablation.py --stem patch --crop 64 --steps 3000
-    python benchmarks/learning/ablation.py --stem conv --crop 64 --steps 3000 --loss mse
+    python -m benchmarks.method.ablation --stem patch --crop 64 --steps 3000
+    python -m benchmarks.method.ablation --stem conv --crop 64 --steps 3000 --loss mse
 """
 import argparse
 import json

@@ -1,8 +1,8 @@
 """CPU benchmark report: time every provider per op and shape, check issue #2's targets, and
 write ``cpu.md``, ``cpu.json`` and ``cpu.png``.
 
-    python benchmarks/report_cpu.py            # full run, a few minutes
-    python benchmarks/report_cpu.py --quick    # about a minute, fewer rounds
+    python -m benchmarks.kernels.report_cpu            # full run, a few minutes
+    python -m benchmarks.kernels.report_cpu --quick    # about a minute, fewer rounds
 
 All providers of one (op, shape) are timed in the same process, interleaved: each round runs
 every provider once (a sample of several calls) in a fresh random order, so machine noise
@@ -24,15 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # benchmark this checkout, wherever the script is run from
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import freqalign
+from benchmarks.lib import providers as P
+from benchmarks.lib import report_text
 
-import freqalign  # noqa: E402
-from lib import providers as P  # noqa: E402
-from lib import report_text  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 WRONG_TOLERANCE = 1e-4  # max |out - ref| / max |ref| above which a provider's output is flagged
 
@@ -287,7 +286,7 @@ def machine_info(args) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "versions": versions,
         "git": commit, "freqalign_path": str(Path(freqalign.__file__).parent),
         "freqalign_backends": freqalign.backends(),
-        "command": "python benchmarks/report_cpu.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.kernels.report_cpu " + " ".join(sys.argv[1:]),
         "rounds": args.rounds, "min_rounds": args.min_rounds, "budget_s": args.budget_s,
         "sample_ms": args.sample_ms, "quick": args.quick,
         "load_avg_start": os.getloadavg(),

@@ -1,6 +1,6 @@
 """The choices the FreqAlign paper leaves open, measured on development seeds (issue 16, item 6).
 
-    python benchmarks/learning/method_study.py --seeds 10 11 12 --out runs/method-dev
+    python -m benchmarks.method.method_study --seeds 10 11 12 --out runs/method-dev
 
 Per seed, the demo preset's freqalign run (window 4, DEV selection, alpha 1) keeps its stage
 checkpoints; every variant forks from its warm-up (or its DANN warm-up where the variant

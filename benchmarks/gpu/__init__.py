@@ -1,0 +1,1 @@
+"""The GPU check for a lent device machine and its parts."""

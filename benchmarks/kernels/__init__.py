@@ -1,0 +1,1 @@
+"""Kernel benchmarks: the CPU report and suite, the attention layer."""

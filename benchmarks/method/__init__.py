@@ -1,0 +1,1 @@
+"""Method experiments: ablations, studies, the gate, calibration, learning curves."""

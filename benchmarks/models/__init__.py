@@ -1,0 +1,1 @@
+"""Model benchmarks: training steps of whole networks."""
