@@ -32,7 +32,7 @@ import torch
 from freqalign.data.files import fit_size, pil_to_tensor, read_rgb
 from freqalign.data.domains import open_images
 from freqalign.train.batches import BatchStream, crop_batch
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 
 REPO = Path(__file__).resolve().parents[2]
 

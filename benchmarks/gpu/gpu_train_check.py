@@ -31,7 +31,7 @@ from torch.autograd import DeviceType
 
 import freqalign
 from freqalign.train import distributed
-from freqalign.train.config import make_config, parse_overrides
+from freqalign.run.config import make_config, parse_overrides
 from freqalign.train.step import losses, make_learner, update
 
 POOL_NAME = re.compile(r"pool_?(forward|backward)|_Pool(Forward|Backward)", re.IGNORECASE)

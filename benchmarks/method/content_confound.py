@@ -25,7 +25,7 @@ from freqalign.method.alignment import FOLDS, domain_accuracy
 from freqalign.method.criteria import fit_domain_classifier
 from freqalign.method.model import build_model
 from freqalign.scoring import crop_means
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 
 SCENES = list(SOURCE_SCENES) + list(TARGET_SCENES)  # meta["photo"] indexes this (-1: charts)
 

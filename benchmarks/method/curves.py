@@ -21,7 +21,7 @@ import matplotlib
 import numpy as np
 from scipy import stats
 
-from freqalign.train.config import config_from_dict
+from freqalign.run.config import config_from_dict
 from freqalign.train.plan import Plan
 from freqalign.train.runlog import read_records
 

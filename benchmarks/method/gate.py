@@ -19,7 +19,7 @@ import numpy as np
 from freqalign.data.domains import load_data
 from freqalign.method import stem_cache
 from freqalign.scoring import load_model
-from freqalign.train.config import Config, apply, make_config, parse_overrides
+from freqalign.run.config import Config, apply, make_config, parse_overrides
 from freqalign.train.evaluate import Evaluator, finished
 from freqalign.train.loop import train
 from freqalign.train.plan import Plan

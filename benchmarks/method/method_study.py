@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from freqalign.train.config import make_config
+from freqalign.run.config import make_config
 from freqalign.train.evaluate import final_criteria, finished
 from freqalign.train.loop import train
 from freqalign.train.plan import DANN_WARMUP, WARMUP, stage_checkpoint
