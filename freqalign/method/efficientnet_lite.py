@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import storage
 from ..errors import CheckpointError, ConfigError, MissingFileError
-from .model import load_checked
+from .weights import load_checked
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TensorFlow's decay 0.99

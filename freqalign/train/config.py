@@ -17,7 +17,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..method.criteria import LABEL_FREE
-from ..method.model import BACKBONES
+from ..method.backbones import BACKBONES
 from .plan import Method, SearchMode
 
 METHODS = tuple(m.value for m in Method)
