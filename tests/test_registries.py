@@ -73,8 +73,12 @@ def test_a_registered_backbone_builds_validates_and_caches_its_stem(toy_backbone
                                                     "window_size": 3}))
 
 
+def _untrained_toy(cfg, weights):
+    return ToyNet(8)
+
+
 def test_an_unregistered_backbone_is_refused():
-    backbones.register_backbone("toy", backbones.Backbone(ToyNet, lambda cfg: 8))
+    backbones.register_backbone("toy", backbones.Backbone(_untrained_toy, lambda cfg: 8))
     assert "toy" in str(ALLOWED["backbone"])
     backbones.unregister_backbone("toy")
     with pytest.raises(ConfigError, match="backbone='toy': must be one of small-cnn"):
