@@ -1,6 +1,7 @@
 """A toy backbone and a toy backend, registered from outside the package, run through the
 public paths (config, build_model, the stem cache; freq_pool, FreqPool, MultiSpectralAttention,
-dct2d) and leave no trace once unregistered (docs/design.md, "Adding a backbone/backend")."""
+dct2d) and leave no trace once unregistered (docs/design.md, "Adding a backbone/backend");
+the names the registries replaced or moved still import, with a DeprecationWarning."""
 import numpy as np
 import pytest
 import torch
@@ -135,3 +136,14 @@ def test_a_registered_backend_runs_the_public_ops_then_leaves(with_attention):
     with pytest.raises(ValueError, match="unknown backend 'toy'"):
         with freqalign.use_backend("toy"):
             pass
+
+
+def test_names_that_moved_still_import_with_a_warning():
+    from freqalign.method import model, small_cnn, weights
+
+    with pytest.warns(DeprecationWarning, match="use freqalign.method.small_cnn.SmallCNN"):
+        assert model.SmallCNN is small_cnn.SmallCNN
+    with pytest.warns(DeprecationWarning, match="use freqalign.method.weights.load_checked"):
+        assert model.load_checked is weights.load_checked
+    with pytest.warns(DeprecationWarning, match=r"use freqalign.backend.names\(\)"):
+        assert backend.BACKEND_NAMES == backend.names() == ("torch", "cpu", "cuda", "triton")
