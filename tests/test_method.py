@@ -10,7 +10,8 @@ from scipy import stats
 from freqalign import FreqPool, window
 from freqalign.method.criteria import (balanced_accuracy, confusion_score, density_ratio,
                                        dev_risk, fit_domain_classifier, score_all, srcc)
-from freqalign.method.model import FreqAlignNet, SmallCNN, build_model, dann_lambda, grad_reverse
+from freqalign.method.model import FreqAlignNet, build_model, dann_lambda, grad_reverse
+from freqalign.method.small_cnn import SmallCNN
 from freqalign.method.search import (SearchState, all_frequencies, jitter, probe_scores,
                                      window_features)
 from freqalign.run.config import make_config

@@ -159,22 +159,25 @@ def _unbuilt_backend():
     raise ImportError("freqalign._C not built")
 
 
-def test_missing_backend_falls_back_with_one_warning(monkeypatch):
+def test_missing_backend_falls_back_with_one_warning():
     from freqalign import backend
 
-    monkeypatch.setattr(backend, "BACKEND_NAMES", backend.BACKEND_NAMES + ("unbuilt",))
     backend.register_backend("unbuilt", _unbuilt_backend)
-    x = randn(1, 2, 3, 3, seed=16, dtype=torch.float32)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with freqalign.use_backend("unbuilt"):
-            first = freq_pool(x, [(0, 0)])
-            second = freq_pool(x, [(0, 0)])
-    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) == 1 and "not built" in messages[0] and "pure-PyTorch" in messages[0]
-    check_pool_forward(first, x, [(0, 0)], True, "ortho", "torch", "the torch fallback")
-    assert torch.equal(second, first)
-    assert "not built" in freqalign.backends()["unbuilt"]
+    try:
+        x = randn(1, 2, 3, 3, seed=16, dtype=torch.float32)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with freqalign.use_backend("unbuilt"):
+                first = freq_pool(x, [(0, 0)])
+                second = freq_pool(x, [(0, 0)])
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert len(messages) == 1 and "not built" in messages[0] and "pure-PyTorch" in messages[0]
+        check_pool_forward(first, x, [(0, 0)], True, "ortho", "torch", "the torch fallback")
+        assert torch.equal(second, first)
+        assert "not built" in freqalign.backends()["unbuilt"]
+    finally:
+        backend.unregister_backend("unbuilt")
+    assert "unbuilt" not in freqalign.backends()
 
 
 def test_checked_freqs_are_remembered_per_size_and_errors_never():

@@ -19,7 +19,8 @@ from freqalign.scoring import crop_grid, crop_means, grid_crops
 from freqalign.run import checkpoint
 from freqalign.train.batches import crop_batch
 from freqalign.run.config import make_config
-from freqalign.method.model import ResNet50Features, build_model
+from freqalign.method.model import build_model
+from freqalign.method.resnet import ResNet50Features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -194,8 +194,7 @@ def median_ratio(a, b):
 
 
 def backend_name(device: torch.device) -> str:
-    chosen = freqalign.backend.select(device)
-    return next((name for name in freqalign.backend.BACKEND_NAMES if freqalign.backend.load(name) is chosen), "?")
+    return freqalign.backend.name_of(freqalign.backend.select(device))
 
 
 def machine_line() -> str:

@@ -15,24 +15,6 @@ namespace cpu {
 
 namespace {
 
-PoolGeom geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped, const char* op) {
-  TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D (B, C, H, W), got shape ", x.sizes());
-  TORCH_CHECK(filters.dim() == 3, op, ": filters must be 3-D (K, H, W), got shape ", filters.sizes());
-  PoolGeom g{x.size(0), x.size(1), x.size(2), x.size(3), filters.size(0), 1,
-             x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
-  TORCH_CHECK(filters.size(1) == g.H && filters.size(2) == g.W, op, ": filters (K, H, W) must match the ",
-              "spatial size of x (H=", g.H, ", W=", g.W, "), got shape ", filters.sizes());
-  TORCH_CHECK(g.K >= 1, op, ": filters must hold at least one filter (K >= 1)");
-  if (grouped) {
-    TORCH_CHECK(g.C % g.K == 0, op, ": grouped pooling needs C divisible by K, got C=", g.C, ", K=", g.K);
-    g.G = g.C / g.K;
-  }
-  // Strides of size-1 dims are arbitrary: normalise them so layout tests see the real layout.
-  if (g.W == 1) g.sw = 1;
-  if (g.H == 1) g.sh = g.W * g.sw;
-  return g;
-}
-
 // Ungrouped pooling is a matrix product (B*C, HW) @ (HW, K); for float32/float64 whose planes or
 // pixels are BLAS-addressable (contiguous or channels-last) BLAS is the fastest kernel, reading x
 // in place through a strided view. Returns an undefined tensor when the layout does not fit.
@@ -52,8 +34,7 @@ at::Tensor ungrouped_forward_blas(const at::Tensor& x, const at::Tensor& filters
 
 at::Tensor pool_forward_cpu(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
   check_cpu_float(x, "pool_forward", "x");
-  check_operand(filters, x, "pool_forward", "filters");
-  const PoolGeom g = geometry(x, filters, grouped, "pool_forward");
+  const PoolGeom g = pool_geometry(x, filters, grouped, "pool_forward");
   const bool blas_dtype = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
   if (!grouped && blas_dtype && x.numel() > 0) {
     at::Tensor blas = ungrouped_forward_blas(x, filters, g);
@@ -71,22 +52,8 @@ at::Tensor pool_forward_cpu(const at::Tensor& x, const at::Tensor& filters, bool
 
 at::Tensor pool_backward_cpu(const at::Tensor& grad, const at::Tensor& filters, bool grouped) {
   check_cpu_float(grad, "pool_backward", "grad");
-  check_operand(filters, grad, "pool_backward", "filters");
-  TORCH_CHECK(filters.dim() == 3, "pool_backward: filters must be 3-D (K, H, W), got shape ", filters.sizes());
-  const int64_t K = filters.size(0);
-  TORCH_CHECK(K >= 1, "pool_backward: filters must hold at least one filter (K >= 1)");
-  if (grouped) {
-    TORCH_CHECK(grad.dim() == 2, "pool_backward: grouped grad must be 2-D (B, C), got shape ", grad.sizes());
-  } else {
-    TORCH_CHECK(grad.dim() == 3 && grad.size(2) == K, "pool_backward: ungrouped grad must be 3-D (B, C, K) ",
-                "with K=", K, " (the number of filters), got shape ", grad.sizes());
-  }
-  const int64_t B = grad.size(0), C = grad.size(1);
-  PoolGeom g{B, C, filters.size(1), filters.size(2), K, 1, 0, 0, 0, 0};
-  if (grouped) {
-    TORCH_CHECK(C % K == 0, "pool_backward: grouped pooling needs C divisible by K, got C=", C, ", K=", K);
-    g.G = C / K;
-  }
+  const PoolGeom g = pool_backward_geometry(grad, filters, grouped);
+  const int64_t B = g.B, C = g.C, K = g.K;
   at::Tensor out = at::empty({B, C, g.H, g.W}, grad.options());
   if (out.numel() == 0) return out;
   if (!grouped && (grad.scalar_type() == at::kFloat || grad.scalar_type() == at::kDouble)) {

@@ -18,14 +18,8 @@ namespace {
 
 at::Tensor transform2d_cpu(const at::Tensor& x, const at::Tensor& left, const at::Tensor& right) {
   check_cpu_float(x, "transform2d", "x");
-  TORCH_CHECK(x.dim() >= 2, "transform2d: x must have at least 2 dims (..., H, W), got shape ", x.sizes());
-  check_operand(left, x, "transform2d", "left");
-  check_operand(right, x, "transform2d", "right");
+  check_transform2d(x, left, right);
   const int64_t nd = x.dim(), H = x.size(nd - 2), W = x.size(nd - 1);
-  TORCH_CHECK(left.dim() == 2 && left.size(0) == H && left.size(1) == H, "transform2d: left must be (H, H) = (",
-              H, ", ", H, ") for x of shape ", x.sizes(), ", got ", left.sizes());
-  TORCH_CHECK(right.dim() == 2 && right.size(0) == W && right.size(1) == W, "transform2d: right must be (W, W) = (",
-              W, ", ", W, ") for x of shape ", x.sizes(), ", got ", right.sizes());
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
   if (y.numel() == 0) return y;
   std::vector<int64_t> bsizes(x.sizes().begin(), x.sizes().end() - 2);

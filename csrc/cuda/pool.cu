@@ -196,21 +196,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 PoolPlan geometry(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
-  TORCH_CHECK(x.dim() == 4, "pool_forward: x must be 4-D (B, C, H, W), got shape ", x.sizes());
-  TORCH_CHECK(filters.dim() == 3, "pool_forward: filters must be 3-D (K, H, W), got shape ", filters.sizes());
-  TORCH_CHECK(filters.size(1) == x.size(2) && filters.size(2) == x.size(3), "pool_forward: filters (K, H, W) must ",
-              "match the spatial size of x (H=", x.size(2), ", W=", x.size(3), "), got shape ", filters.sizes());
-  const int64_t K = filters.size(0);
-  TORCH_CHECK(K >= 1, "pool_forward: filters must hold at least one filter (K >= 1)");
-  PoolPlan g{{x.size(0), x.size(1), x.size(2), x.size(3), K, 1, x.stride(0), x.stride(1), x.stride(2), x.stride(3)},
-             x.size(2) * x.size(3), false, 0, Divider(1), Divider(1)};
-  if (grouped) {
-    TORCH_CHECK(g.C % K == 0, "pool_forward: grouped pooling needs C divisible by K, got C=", g.C, ", K=", K);
-    g.G = g.C / K;
-  }
-  // Strides of size-1 dims are arbitrary: normalise them so the layout tests see the real layout.
-  if (x.size(3) == 1) g.sw = 1;
-  if (x.size(2) == 1) g.sh = g.W * g.sw;
+  const PoolGeom base = pool_geometry(x, filters, grouped, "pool_forward");
+  PoolPlan g{base, base.H * base.W, false, 0, Divider(1), Divider(1)};
   if (g.C == 1) g.sc = g.HW;
   g.merged = g.sh == g.W * g.sw;
   TORCH_CHECK(g.B * g.C <= INT32_MAX, "pool_forward: B * C must be below 2^31, got B=", g.B, ", C=", g.C);
@@ -293,7 +280,6 @@ void launch_forward(const at::Tensor& x, const at::Tensor& filters, bool grouped
 
 at::Tensor pool_forward_cuda(const at::Tensor& x, const at::Tensor& filters, bool grouped) {
   check_cuda_float(x, "pool_forward", "x");
-  check_operand(filters, x, "pool_forward", "filters");
   const PoolPlan g = geometry(x, filters, grouped);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = grouped ? at::empty({g.B, g.C}, x.options()) : at::empty({g.B, g.C, g.K}, x.options());
@@ -306,25 +292,13 @@ at::Tensor pool_forward_cuda(const at::Tensor& x, const at::Tensor& filters, boo
 
 at::Tensor pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor& filters, bool grouped) {
   check_cuda_float(grad_in, "pool_backward", "grad");
-  check_operand(filters, grad_in, "pool_backward", "filters");
-  TORCH_CHECK(filters.dim() == 3, "pool_backward: filters must be 3-D (K, H, W), got shape ", filters.sizes());
-  const int64_t K = filters.size(0);
-  TORCH_CHECK(K >= 1, "pool_backward: filters must hold at least one filter (K >= 1)");
-  if (grouped) {
-    TORCH_CHECK(grad_in.dim() == 2, "pool_backward: grouped grad must be 2-D (B, C), got shape ", grad_in.sizes());
-  } else {
-    TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(2) == K, "pool_backward: ungrouped grad must be 3-D (B, C, K) ",
-                "with K=", K, " (the number of filters), got shape ", grad_in.sizes());
-  }
-  const int64_t B = grad_in.size(0), C = grad_in.size(1), HW = filters.size(1) * filters.size(2);
-  if (grouped) {
-    TORCH_CHECK(C % K == 0, "pool_backward: grouped pooling needs C divisible by K, got C=", C, ", K=", K);
-  }
+  const PoolGeom g = pool_backward_geometry(grad_in, filters, grouped);
+  const int64_t B = g.B, C = g.C, K = g.K, HW = g.H * g.W;
   const c10::cuda::CUDAGuard guard(grad_in.device());
   at::Tensor out = at::empty({B, C, filters.size(1), filters.size(2)}, grad_in.options());
   if (out.numel() == 0) return out;
   const at::Tensor grad = grad_in.contiguous();  // (B, C[, K]): small next to the output
-  const int64_t rows = B * C, group = grouped ? C / K : 1;
+  const int64_t rows = B * C, group = g.G;
   TORCH_CHECK(rows <= INT32_MAX, "pool_backward: B * C must be below 2^31, got B=", B, ", C=", C);
   const Divider divC(static_cast<unsigned>(std::max<int64_t>(C, 1)));
   const Divider divG(static_cast<unsigned>(std::max<int64_t>(group, 1)));

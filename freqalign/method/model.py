@@ -4,16 +4,17 @@ regressor on GAP(F); a domain discriminator on FreqPool(window)(F) behind gradie
 from __future__ import annotations
 
 import math
-import os
+import warnings
 from typing import Optional
 
 import torch
 from torch import nn
 
-from .. import storage
-from ..errors import CheckpointError, ConfigError, MissingFileError
+from ..basis import grid_to_index, zigzag
+from ..errors import ConfigError
 from ..nn import FreqPool
-from .weights import load_checked
+from . import backbones, resnet, small_cnn, weights
+from .backbones import build_backbone
 
 
 class _ReverseGrad(torch.autograd.Function):
@@ -36,104 +37,6 @@ def dann_lambda(progress: float, alpha: float = 1.0, gamma: float = 10.0) -> flo
     """DANN schedule ``alpha * (2 / (1 + exp(-gamma p)) - 1)`` for training progress p in [0, 1]."""
     p = min(max(float(progress), 0.0), 1.0)
     return alpha * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
-
-
-class SmallCNN(nn.Module):
-    """A small conv net for the embedded demo: fast on two CPU cores, and it sees every pixel.
-
-    A 3x3 stride-2 stem, then per further halving a stride-1 3x3 conv that widens and a
-    stride-2 3x3 conv (BatchNorm + ReLU after each): the feature map is
-    ``image_size / 2**downsample`` (64x64 -> 8x8 with 3, >= the 7x7 frequency grid) with
-    ``width`` channels. The 3x3 stem replaced a 4x4 stride-4 patch stem, which averaged away
-    the pixel-level cues (noise, JPEG blocks, quantisation steps) that quality depends on:
-    held-out source SRCC 0.58 -> 0.73 with everything else equal
-    (``benchmarks/results/method/learning.md``).
-    """
-
-    def __init__(self, width: int = 64, downsample: int = 3):
-        super().__init__()
-        if downsample < 1:
-            raise ConfigError(f"cnn_downsample must be at least 1, got {downsample}")
-
-        def block(cin, cout, stride):
-            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                    nn.ReLU(inplace=True)]
-
-        chans = [max(width >> (downsample - 1 - i), 24) for i in range(downsample)]
-        chans[-1] = width
-        layers, c = block(3, chans[0], 2), chans[0]
-        for i in range(1, downsample):
-            wider = chans[min(i + 1, downsample - 1)]
-            layers += block(c, chans[i], 1) + block(chans[i], wider, 2)
-            c = wider
-        self.body = nn.Sequential(*layers)
-        self.out_channels = width
-
-    def forward(self, x):
-        return self.body(x)
-
-
-def resnet50_weights(path: str) -> dict:
-    """The ResNet-50 weights in file ``path``, loaded without running code
-    (``freqalign.storage.load``): a torchvision ``resnet50`` state_dict, or a checkpoint holding
-    one under ``state_dict`` or ``model``; ``module.`` prefixes (DDP) are dropped, and so is the
-    ImageNet classifier ``fc``, which the features do not use. Anything else is a
-    ``CheckpointError`` saying what was expected and what was found."""
-    state = storage.load(path)
-    if isinstance(state, dict):
-        state = next((state[k] for k in ("state_dict", "model") if isinstance(state.get(k), dict)),
-                     state)
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(
-            f"backbone_weights {path!r}: expected a torchvision resnet50 state_dict (a dict of "
-            f"tensors), or a checkpoint holding one under 'state_dict' or 'model'; found "
-            f"{_describe(state)}")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
-
-
-def _describe(obj) -> str:
-    if isinstance(obj, dict):
-        return f"a dict with keys {sorted(map(str, obj))[:5]}"
-    return f"a {type(obj).__name__}"
-
-
-class ResNet50Features(nn.Module):
-    """torchvision ResNet-50 up to layer4 (C = 2048), ImageNet-normalising its [0, 1] input.
-
-    Weights come from a local file (``resnet50_weights``); nothing downloads.
-    """
-
-    def __init__(self, weights: str = ""):
-        super().__init__()
-        import torchvision
-
-        if weights and not os.path.isfile(weights):
-            raise MissingFileError(
-                f"backbone_weights: no such file {weights!r}. Nothing is downloaded: on a machine "
-                f"with internet access run `python -c \"import torchvision; torchvision.models."
-                f"resnet50(weights='IMAGENET1K_V2')\"`, which saves torchvision's ImageNet weights "
-                f"as ~/.cache/torch/hub/checkpoints/resnet50-11ad3fa6.pth, copy that file to "
-                f"{weights!r} (or pass --backbone-weights PATH)")
-        net = torchvision.models.resnet50(weights=None)
-        if weights:
-            _load_features(net, resnet50_weights(weights), weights)
-        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                                  net.layer1, net.layer2, net.layer3, net.layer4)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), False)
-        self.out_channels = 2048
-
-    def forward(self, x):
-        return self.body((x - self.mean) / self.std)
-
-
-def _load_features(net: nn.Module, state: dict, path: str) -> None:
-    """Load ``state`` into torchvision ResNet-50 ``net`` (all but ``fc``), or raise
-    CheckpointError."""
-    load_checked(net, state, f"backbone_weights {path!r}", "a torchvision resnet50",
-                 skip=lambda k: k.startswith("fc."))
 
 
 def mlp(inp: int, hidden: int, depth: int, dropout: float) -> nn.Sequential:
@@ -200,27 +103,13 @@ class FreqAlignNet(nn.Module):
         return score, logit, g
 
 
-BACKBONES = ("small-cnn", "resnet50", "efficientnet-lite0")
-
-
-def build_backbone(cfg) -> nn.Module:
-    """The backbone a config asks for (``BACKBONES``)."""
-    if cfg.backbone == "small-cnn":
-        return SmallCNN(cfg.cnn_width, cfg.cnn_downsample)
-    if cfg.backbone == "resnet50":
-        return ResNet50Features(cfg.backbone_weights)
-    if cfg.backbone == "efficientnet-lite0":
-        from .efficientnet_lite import EfficientNetLite0Features
-        return EfficientNetLite0Features(cfg.frozen_blocks, cfg.backbone_weights)
-    raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {cfg.backbone!r}")
-
-
 def build_model(cfg) -> FreqAlignNet:
-    """The model a config asks for (``backbone``: one of ``BACKBONES``)."""
-    backbone = build_backbone(cfg)
-    if backbone.out_channels % cfg.window_size != 0:
+    """The model a config asks for (``backbone``: a name in ``backbones.BACKBONES``)."""
+    channels = backbones.get(cfg.backbone).channels(cfg)
+    if channels % cfg.window_size != 0:
         raise ConfigError(f"window_size={cfg.window_size} must divide the backbone's "
-                         f"{backbone.out_channels} channels (grouped frequency pooling)")
+                         f"{channels} channels (grouped frequency pooling)")
+    backbone = build_backbone(cfg)
     return FreqAlignNet(backbone, cfg.regressor_hidden, cfg.disc_hidden, cfg.dropout, cfg.grid,
                         cfg.window_dc, cfg.disc_norm)
 
@@ -228,8 +117,6 @@ def build_model(cfg) -> FreqAlignNet:
 def check_grid(model: FreqAlignNet, image_size: int, grid: Optional[int]) -> tuple:
     """Feature map size for ``image_size`` crops; a clear error if a ``grid`` x ``grid``
     frequency grid cannot fit on it (None: no grid to fit)."""
-    from ..basis import grid_to_index, zigzag
-
     was = model.training
     model.eval()
     with torch.no_grad():
@@ -245,3 +132,16 @@ def check_grid(model: FreqAlignNet, image_size: int, grid: Optional[int]) -> tup
                               f"image_size={image_size} gives: use grid <= {min(h, w)} or a "
                               f"larger image_size") from None
     return h, w
+
+
+# names that moved out of this module: they still import from here, with a DeprecationWarning
+_MOVED = {"SmallCNN": small_cnn, "ResNet50Features": resnet, "resnet50_weights": resnet,
+          "load_checked": weights, "BACKBONES": backbones}
+
+
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"freqalign.method.model.{name} is deprecated, use "
+                  f"{_MOVED[name].__name__}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(_MOVED[name], name)

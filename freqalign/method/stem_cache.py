@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import storage
 from ..errors import ConfigError
+from .backbones import build_backbone, caches_stem
 
 View = Tuple[bool, int]  # (horizontal flip, quarter turns), applied in that order
 
@@ -118,10 +119,9 @@ def cached(stem, dataset, views: List[View], folder: str, progress: bool = True,
 
 
 def enabled(cfg) -> bool:
-    """Whether ``cfg`` trains on cached stem outputs: a backbone with a frozen stem, and
-    ``feature_cache`` on."""
-    return bool(cfg.feature_cache) and cfg.backbone == "efficientnet-lite0" \
-        and cfg.frozen_blocks > 0
+    """Whether ``cfg`` trains on cached stem outputs: ``feature_cache`` on, and a backbone
+    that freezes a stem at this config (``backbones.caches_stem``)."""
+    return bool(cfg.feature_cache) and caches_stem(cfg)
 
 
 def default_folder(cfg) -> str:
@@ -134,8 +134,6 @@ def wrapper(cfg, device="cpu", progress: bool = True):
     must be ``image_size`` square: the cache holds whole images, not random crops."""
     if not enabled(cfg):
         return None
-    from .model import build_backbone
-
     stem = build_backbone(cfg).stem
     views = views_for(cfg.hflip, cfg.rot90)
 

@@ -1,4 +1,5 @@
-"""Loading a state_dict into a backbone with errors that name the file and what is wrong."""
+"""Loading a backbone's pretrained weights with errors that say what was expected
+(shared by every backbone file)."""
 from __future__ import annotations
 
 from torch import nn
@@ -9,8 +10,8 @@ from ..errors import CheckpointError
 def load_checked(net: nn.Module, state: dict, where: str, arch: str, skip=lambda k: False) -> None:
     """Load ``state`` into ``net`` (its keys but those ``skip`` names; BatchNorm's
     ``num_batches_tracked`` may be absent, as in older releases), or raise a CheckpointError
-    saying, for the file ``where``, which keys are missing or unexpected for ``arch`` (with its
-    article)."""
+    saying, for the file ``where``, which keys are missing or unexpected for ``arch`` (with
+    its article)."""
     wanted = {k for k in net.state_dict() if not skip(k)}
     missing = sorted(k for k in wanted - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - wanted)

@@ -1,41 +1,35 @@
-"""Public frequency ops and backend registration (docs/design.md section 2)."""
+"""Public frequency ops and the built-in backends' registration (docs/design.md section 2)."""
 import os
 
 import torch
 
-from ..backend import BACKEND_NAMES, ENV_VAR, load, register_backend
+from ..backend import ENV_VAR, load, names, pickable, register_backend
 from . import compiled, fused_attention, torch_ref, triton_backend
 from .dct import dct2d, idct2d
 from .fused_attention import ms_attention
 from .pool import freq_pool
 
 
-def _with_attention(name: str, load_kernels):
-    """A backend's loader: its three kernel ops, then its attention ops."""
-    def loader():
-        kernels = load_kernels()
-        fused_attention.family(name)
-        return kernels
-
-    return loader
-
-
 def _loaded_at_import():
     """The backends `auto` can pick on this machine, and any asked for by name: ``FREQALIGN_BACKEND``,
     or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) for triton. Triton imports inductor,
     dynamo and sympy, so without a CUDA GPU it loads only when asked for (issue 24)."""
-    names = ["torch", "cpu"]
+    devices = ["cpu"]
     if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
-        names += ["cuda", "triton"]
-    if os.environ.get(ENV_VAR) in BACKEND_NAMES:
-        names.append(os.environ[ENV_VAR])
-    return names
+        devices.append("cuda")
+    found = [name for device in devices for name in pickable(device)]
+    if os.environ.get(ENV_VAR) in names():
+        found.append(os.environ[ENV_VAR])
+    return list(dict.fromkeys(found))
 
 
-register_backend("torch", _with_attention("torch", torch_ref.load))
-register_backend("cpu", _with_attention("cpu", compiled.load_cpu))
-register_backend("cuda", _with_attention("cuda", compiled.load_cuda))
-register_backend("triton", _with_attention("triton", triton_backend.load))
+# The table: name, loader, attention ops, and the device types `auto` picks it for (the last
+# registered first). Adding a backend: its file, and one line here.
+register_backend("torch", torch_ref.load, attention=fused_attention.torch_ops, auto=("cpu", "cuda"))
+register_backend("cpu", compiled.load_cpu, attention=fused_attention.compiled_ops, auto=("cpu",))
+register_backend("cuda", compiled.load_cuda, attention=fused_attention.compiled_ops, auto=("cuda",))
+register_backend("triton", triton_backend.load, attention=fused_attention.triton_ops,
+                 auto=("cuda",))
 # Loading registers fake kernels and autograd, which torch.compile cannot trace, so a first call
 # inside a compiled region (torch.compile(FreqPool(), fullgraph=True)) must find its backend
 # loaded: the ones `auto` can pick load now, a named one when `use_backend` enters. A backend

@@ -40,10 +40,14 @@ def _without_autocast(op, device_type: str):
     return kernel
 
 
-def _register_autocast_rule(name: str, op) -> None:
-    """Under autocast, run ``op`` unchanged with autocast off (no casts: the kernels choose precision)."""
+def register_autocast_rule(name: str) -> None:
+    """Under autocast (CPU and CUDA), run op ``name`` (``freqalign::...``) unchanged with autocast
+    off: no casts, the kernels choose precision. ``torch.library.register_autocast`` cannot say
+    this: it casts every floating input to one dtype, so fp32 input would run in fp16."""
+    short = name.split("::")[1]
+    op = getattr(torch.ops.freqalign, short)
     for key, device_type in _AUTOCAST_KEYS.items():
-        _library.impl(name.split("::")[1], _without_autocast(op, device_type), key)
+        _library.impl(short, _without_autocast(op, device_type), key)
 
 
 def register(transform2d_name: str, pool_forward_name: str, pool_backward_name: str, *, fake: bool):
@@ -80,7 +84,6 @@ def register(transform2d_name: str, pool_forward_name: str, pool_backward_name: 
     torch.library.register_autograd(transform2d_name, transform2d_backward, setup_context=save_matrices)
     torch.library.register_autograd(pool_forward_name, pool_forward_backward, setup_context=save_filters)
     torch.library.register_autograd(pool_backward_name, pool_backward_backward, setup_context=save_filters)
-    for name, op in ((transform2d_name, transform2d), (pool_forward_name, pool_forward),
-                     (pool_backward_name, pool_backward)):
-        _register_autocast_rule(name, op)
+    for name in (transform2d_name, pool_forward_name, pool_backward_name):
+        register_autocast_rule(name)
     return transform2d, pool_forward, pool_backward

@@ -17,12 +17,14 @@ Triton passes (``freqalign::triton_ms_attention``, kernels/attention.py; float64
 ops) and plain PyTorch (``freqalign::torch_ms_attention``, the reference).
 """
 import functools
+from typing import Tuple
 
 import torch
+from torch import Tensor
 
 from .. import backend
 from ..basis import accumulation_dtype, grid_filters, grid_to_index, pool_filters
-from . import autograd, torch_ref
+from . import autograd, torch_ref, triton_backend
 from .validate import check_float_tensor, parse_freqs
 
 
@@ -50,13 +52,15 @@ def composite(pool, scale, reduce):
     """The two kernel ops built from a family's passes: ``pool(x, filters)`` (grouped, (B, C)),
     ``scale(inp, a, d, filters)`` (``a * inp + d * filter``; d may be None) and
     ``reduce(grad, x)`` (``sum_hw grad * x``, accumulation dtype), each on x's layout."""
-    def forward(x, filters, w1, w2):
+    def forward(x: Tensor, filters: Tensor, w1: Tensor,
+                w2: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         xw = x.contiguous(memory_format=layout(x))
         pooled = pool(xw, filters).to(filters.dtype)
         hidden, att = fc(pooled, w1, w2)
         return scale(xw, att, None, filters), pooled, hidden, att
 
-    def backward(grad, x, filters, w1, w2, pooled, hidden, att):
+    def backward(grad: Tensor, x: Tensor, filters: Tensor, w1: Tensor, w2: Tensor, pooled: Tensor,
+                 hidden: Tensor, att: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         fmt = layout(x)
         xw, gw = x.contiguous(memory_format=fmt), grad.to(x.dtype).contiguous(memory_format=fmt)
         grad_pooled, grad_w1, grad_w2 = fc_backward(reduce(gw, xw), pooled, hidden, att, w1, w2)
@@ -114,62 +118,45 @@ def register(forward_name: str, backward_name: str, *, fake: bool):
         return grad_x, None, grad_w1, grad_w2
 
     torch.library.register_autograd(forward_name, backward_rule, setup_context=setup_context)
-    for name, op in ((forward_name, forward), (backward_name, backward)):
-        autograd._register_autocast_rule(name, op)
+    for name in (forward_name, backward_name):
+        autograd.register_autocast_rule(name)
     return forward, backward
 
 
-# The schemas of csrc/ops.cpp, for the families defined in Python.
-FORWARD_SCHEMA = "(Tensor x, Tensor filters, Tensor w1, Tensor w2) -> (Tensor, Tensor, Tensor, Tensor)"
-BACKWARD_SCHEMA = ("(Tensor grad, Tensor x, Tensor filters, Tensor w1, Tensor w2, Tensor pooled, Tensor hidden, "
-                   "Tensor att) -> (Tensor, Tensor, Tensor)")
-
-
 def _define(prefix: str, forward, backward):
-    torch.library.custom_op(f"freqalign::{prefix}ms_attention", forward, mutates_args=(), schema=FORWARD_SCHEMA)
-    torch.library.custom_op(f"freqalign::{prefix}ms_attention_backward", backward, mutates_args=(),
-                            schema=BACKWARD_SCHEMA)
+    """Define a family's pair from Python functions (schemas from their annotations)."""
+    torch.library.custom_op(f"freqalign::{prefix}ms_attention", forward, mutates_args=())
+    torch.library.custom_op(f"freqalign::{prefix}ms_attention_backward", backward, mutates_args=())
     return register(f"freqalign::{prefix}ms_attention", f"freqalign::{prefix}ms_attention_backward", fake=True)
 
 
+# Each backend's attention loader (``register_backend(..., attention=...)`` in ``freqalign.ops``):
+# it registers its pair on the backend's first load, outside compiled regions (torch.compile
+# cannot trace a registration), and returns (forward, backward).
 @functools.lru_cache(maxsize=None)
-def _torch_ops():
+def torch_ops():
     return _define("torch_", reference_forward, reference_backward)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_ops():
+def compiled_ops():
     import freqalign._C  # noqa: F401 - loading registers the ops
 
     return register("freqalign::ms_attention", "freqalign::ms_attention_backward", fake=True)
 
 
 @functools.lru_cache(maxsize=None)
-def _triton_ops():
+def triton_ops():
+    """The Triton passes' pair; float64 runs on the torch pair (as the triton backend's kernels)."""
     from ..kernels import attention
 
-    return _define("triton_", *composite(attention.pool, attention.scale, attention.reduce))
-
-
-_FAMILIES = {"torch": _torch_ops, "cpu": _compiled_ops, "cuda": _compiled_ops, "triton": _triton_ops}
-_OPS = {}  # backend name -> (forward, backward), filled once per family as its backend loads
-
-
-def family(name: str):
-    """The (forward, backward) attention ops of backend ``name``, registered on first use (the
-    backend's loader calls this, outside compiled regions: torch.compile cannot trace a
-    registration)."""
-    if name not in _OPS:
-        _OPS[name] = _FAMILIES[name]()
-    return _OPS[name]
+    fused = _define("triton_", *composite(attention.pool, attention.scale, attention.reduce))
+    return tuple(triton_backend.float64_on_reference(f, r) for f, r in zip(fused, torch_ops()))
 
 
 def kernel_op(x: torch.Tensor):
-    """The forward kernel op of the backend that runs ``x`` (float64 on triton: the torch ops)."""
-    name = backend.name_of(backend.select(x.device))
-    if name == "triton" and x.dtype == torch.float64:
-        name = "torch"
-    return family(name)[0]
+    """The forward kernel op of the backend that runs ``x``."""
+    return backend.attention(backend.select(x.device))[0]
 
 
 def ms_attention(x: torch.Tensor, freqs, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:

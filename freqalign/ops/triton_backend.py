@@ -12,7 +12,8 @@ from ..backend import Kernels
 from . import autograd, torch_ref
 
 
-def _float64_on_reference(fused, reference):
+def float64_on_reference(fused, reference):
+    """``fused``, but float64 input runs ``reference`` (the Triton kernels accumulate in fp32)."""
     def run(x: torch.Tensor, *args):
         return (reference if x.dtype == torch.float64 else fused)(x, *args)
 
@@ -32,6 +33,6 @@ def load() -> Kernels:
     fused = autograd.register("freqalign::triton_transform2d", "freqalign::triton_pool_forward",
                               "freqalign::triton_pool_backward", fake=False)
     ref = torch_ref.load()
-    routed = (_float64_on_reference(f, r) for f, r in zip(fused, (ref.transform2d, ref.pool_forward,
+    routed = (float64_on_reference(f, r) for f, r in zip(fused, (ref.transform2d, ref.pool_forward,
                                                                     ref.pool_backward)))
     return Kernels(*routed, devices=("cpu", "cuda") if interpreting() else ("cuda",))

@@ -18,7 +18,7 @@ import yaml
 from ..basis import last_position
 from ..errors import ConfigError
 from ..method.criteria import CRITERIA, LABEL_FREE
-from ..method.model import BACKBONES
+from ..method.backbones import BACKBONES
 from .vocabulary import FinetuneFrom, Loss, Method, OnNonfinite, SearchMode
 
 
