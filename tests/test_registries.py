@@ -15,7 +15,7 @@ from freqalign.method import backbones, stem_cache
 from freqalign.method.model import build_model
 from freqalign.method.weights import load_checked
 from freqalign.ops import torch_ref
-from freqalign.train.config import ALLOWED, make_config
+from freqalign.run.config import ALLOWED, make_config
 
 
 class ToyNet(nn.Module):
