@@ -72,6 +72,18 @@ def _make_config(args, **explicit):
                        device=args.device, **explicit)
 
 
+# what the protocol comparison of a preset found over seeds (README "Results", issue 23): one
+# run of one method says little on its own
+FINDINGS = {
+    "demo": ("benchmarks/results/method/compare_protocol.md", "12 fresh seeds, gate not met "
+             "(neither method aligns): freqalign - dann +0.023 [+0.003, +0.042] on every target "
+             "image, both below source-only"),
+    "scratch": ("benchmarks/results/method/scratch/compare_protocol.md", "8 fresh seeds, gate not "
+                "met: freqalign - dann -0.026 [-0.095, +0.042], dann - source-only +0.034 "
+                "[-0.027, +0.094]"),
+}
+
+
 def _print_results(results: dict, out: str) -> None:
     print(f"\n{results['method']} ({results['preset']}, seed {results['seed']}, "
           f"{results['seconds']} s)")
@@ -89,6 +101,9 @@ def _print_results(results: dict, out: str) -> None:
     print(f"held-out domain accuracy of a fresh classifier (0.5 = aligned): GAP "
           f"{align['gap']:.3f}{band}")
     print(f"report: {os.path.join(out, 'report.md')}")
+    if results["preset"] in FINDINGS:
+        path, found = FINDINGS[results["preset"]]
+        print(f"compared over seeds ({path}): {found}")
 
 
 def cmd_train(args) -> int:

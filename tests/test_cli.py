@@ -217,3 +217,14 @@ def test_score_files_name_the_metric_and_sort_by_score(scored, tmp_path, capsys)
     assert rows[0] == ["path", "score", "metric", "higher_is_better"]
     assert [(p, float(s)) for p, s, _, _ in rows[1:]] == best_first
     assert {(m, h) for _, _, m, h in rows[1:]} == {("freqalign:freqalign", "true")}
+
+
+def test_each_preset_finding_cites_a_committed_result_with_its_numbers():
+    """The line the trainer prints under a preset's results points at a committed compare
+    whose primary difference is the one it quotes."""
+    for preset, (path, found) in cli_module.FINDINGS.items():
+        report = json.load(open(os.path.join(ROOT, path.replace(".md", ".json"))))
+        assert report["config"]["preset"] == preset
+        primary = report["paired"]["freqalign - dann"]
+        assert f"freqalign - dann {primary['mean']:+.3f} [{primary['low']:+.3f}, " \
+               f"{primary['high']:+.3f}]" in found
